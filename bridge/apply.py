@@ -1,0 +1,348 @@
+"""Apply source transactions to a target, generically over the ChangeTarget protocol.
+
+Per target transaction: write the source position first (the MySQL echo marker), then for each
+source change: map columns, convert values to the target's types (unrepresentable values go to
+the dead-letter table), batch consecutive changes of one table, lock and read the current target
+rows of the batch, let the conflict layer decide, and write the resulting operations grouped
+into multi-row statements. Source order is kept, so foreign keys hold as they did on the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+import structlog
+
+from bridge.errors import SetupError, Unrepresentable
+from bridge.mapping import Mapping, TableMapping
+from bridge.model import UNCHANGED, InvalidValue, Op, RowChange, Side, TxBegin, TxCommit
+from bridge.rowjson import to_jsonable
+from bridge.schema import TableInfo
+from bridge.types import to_target
+from conflict.ops import Decision, Delete, Incoming, Insert, Update, WriteOp
+from conflict.resolve import Resolver
+from connectors.base import ChangeTarget
+from connectors.postgres.errors import Action
+
+log = structlog.get_logger("bridge.apply")
+
+MAX_SAMPLE_KEYS = 20
+
+
+def direction_name(source: Side) -> str:
+    return f"{source.value}_to_{source.other.value}"
+
+
+@dataclass
+class TargetTable:
+    """A bridged table as seen from one direction's target."""
+
+    mapping: TableMapping
+    info: TableInfo
+    name: str  # qualified target table
+    key: list[str]  # target key columns
+    columns: list[str]  # mapped, writable target columns
+    colinfo: dict[str, Any]
+
+
+@dataclass
+class TxStats:
+    xid: str = ""
+    commit_ts: datetime | None = None
+    tables: dict[str, int] = field(default_factory=dict)
+    sample_keys: list[Any] = field(default_factory=list)
+    applied: int = 0
+    dead: int = 0
+    conflicts: int = 0
+
+
+class Applier:
+    """Applies one direction's changes to its target. Not thread-safe: one per direction."""
+
+    def __init__(self, target: ChangeTarget, mapping: Mapping, source: Side, *,
+                 batch_rows: int = 500, resolver: Resolver | None = None,
+                 classify: Callable[[BaseException], Action] | None = None):
+        self.target = target
+        self.mapping = mapping
+        self.source = source
+        self.direction = direction_name(source)
+        self.batch_rows = batch_rows
+        self.resolver = resolver or Resolver.from_mapping(mapping, target_side=source.other)
+        self._classify = classify
+        self._tables: dict[str, TargetTable] = {}
+        self._batch: list[Incoming] = []
+        self._batch_table: TargetTable | None = None
+        self._tx = TxStats()
+        self._tx_position: str | None = None
+        self._pending_audit: list[dict] = []
+        self.in_group = False
+
+    # --- schema ---------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Load the target schema of every table flowing this way; refuse on mismatch."""
+        self._tables.clear()
+        problems: list[str] = []
+        for tm in self.mapping.tables:
+            if not tm.flows_from(self.source):
+                continue
+            target_name = tm.table(self.source.other)
+            info = self.target.table_info(target_name)
+            if info is None:
+                problems.append(f"target table {target_name} does not exist")
+                continue
+            cols = []
+            for src_col in tm.columns(self.source):
+                tcol = tm.target_column(self.source, src_col)
+                ci = info.columns.get(tcol)
+                if ci is None:
+                    problems.append(f"mapped column {target_name}.{tcol} does not exist")
+                elif not ci.generated:
+                    cols.append(tcol)
+            key = list(tm.keys[self.source.other])
+            self._tables[tm.table(self.source)] = TargetTable(
+                tm, info, target_name, key, cols, info.columns
+            )
+        if problems:
+            raise SetupError("; ".join(problems) + " (fix the mapping or the schema, then run `check`)")
+
+    # --- transaction group ------------------------------------------------------------------
+    def begin_group(self, first_position: str | None) -> None:
+        """Open a target transaction. The position write comes first (MySQL echo marker)."""
+        self.target.begin()
+        if first_position is not None:
+            self.target.write_state(self.direction, first_position)
+        self.in_group = True
+        self._pending_audit = []
+
+    def begin_tx(self, ev: TxBegin) -> None:
+        self._tx = TxStats(xid=ev.xid, commit_ts=ev.commit_ts)
+        if ev.position is not None:
+            from bridge.model import position_to_text
+
+            self._tx_position = position_to_text(ev.position)
+
+    def add(self, change: RowChange) -> None:
+        tt = self._tables.get(change.table)
+        if tt is None:
+            return  # not bridged in this direction
+        if change.op is Op.TRUNCATE:
+            self.flush()
+            n = self.target.delete_all(tt.name)
+            self._count(tt, n, None)
+            return
+        inc = self._incoming(tt, change)
+        if inc is None:
+            return
+        if self._batch_table is not tt or len(self._batch) >= self.batch_rows:
+            self.flush()
+            self._batch_table = tt
+        self._batch.append(inc)
+
+    def end_tx(self, ev: TxCommit, position: str) -> None:
+        self.flush()
+        self._tx_position = position
+        record = {
+            "direction": self.direction,
+            "source_position": position,
+            "source_xid": self._tx.xid,
+            "source_commit_ts": ev.commit_ts or self._tx.commit_ts,
+            "tables": self._tx.tables,
+            "sample_keys": self._tx.sample_keys,
+            "rows_applied": self._tx.applied,
+            "rows_dead_lettered": self._tx.dead,
+            "conflicts": self._tx.conflicts,
+            "outcome": "applied" if not self._tx.dead else "applied_with_dead_letters",
+        }
+        if self._tx.applied or self._tx.dead or self._tx.conflicts or self._tx.tables:
+            self.target.insert_audit(record)
+            self._pending_audit.append(record)
+
+    def commit_group(self, position: str) -> list[dict]:
+        """Store the last position and commit. Returns the audit records now durable."""
+        self.flush()
+        self.target.write_state(self.direction, position)
+        self.target.commit()
+        self.in_group = False
+        done, self._pending_audit = self._pending_audit, []
+        return done
+
+    def rollback_group(self) -> None:
+        self._batch.clear()
+        self._batch_table = None
+        self._pending_audit = []
+        self.in_group = False
+        self.target.rollback()
+
+    # --- conversion -----------------------------------------------------------------------
+    def _convert(self, tt: TargetTable, row: dict | None, strict: bool) -> dict | None:
+        if row is None:
+            return None
+        out = {}
+        for col, value in row.items():
+            ci = tt.colinfo.get(col)
+            if ci is None or ci.generated:
+                continue
+            if value is UNCHANGED or value is None:
+                out[col] = value
+                continue
+            try:
+                out[col] = to_target(value, ci, self.source.other)
+            except Unrepresentable:
+                if strict:
+                    raise
+                out[col] = value if isinstance(value, InvalidValue) else InvalidValue(str(value), "unrepresentable")
+        return out
+
+    def _incoming(self, tt: TargetTable, change: RowChange) -> Incoming | None:
+        tm = tt.mapping
+        after_src = tm.map_row(self.source, change.after)
+        before_src = tm.map_row(self.source, change.before)
+        try:
+            after = self._convert(tt, after_src, strict=True)
+        except Unrepresentable as exc:
+            self._dead_letter(tt, change, after_src or before_src, exc.reason, exc.column)
+            return None
+        before = self._convert(tt, before_src, strict=False)
+        new_key = tuple(after[k] for k in tt.key) if after else None
+        if before and all(k in before and before[k] is not UNCHANGED for k in tt.key):
+            old_key = tuple(before[k] for k in tt.key)
+        else:
+            old_key = new_key
+        if old_key is None:
+            self._dead_letter(tt, change, before_src, "change carries no key values", None)
+            return None
+        return Incoming(
+            op=change.op, source=self.source, table=tt.name, before=before, after=after,
+            old_key=old_key, new_key=new_key or old_key, commit_ts=self._tx.commit_ts,
+        )
+
+    # --- batches --------------------------------------------------------------------------
+    def flush(self) -> None:
+        tt, batch = self._batch_table, self._batch
+        if not batch or tt is None:
+            return
+        self._batch, self._batch_table = [], None
+        keys = list(dict.fromkeys([i.old_key for i in batch] + [i.new_key for i in batch]))
+        current = self.target.fetch_for_update(tt.name, tt.columns, tt.key, keys)
+        planned: list[tuple[Incoming, WriteOp]] = []
+        for inc in batch:
+            decision: Decision = self.resolver.decide(inc, current.get(inc.old_key), current)
+            if inc.old_key != inc.new_key and decision.result is not None:
+                current.pop(inc.old_key, None)
+            if decision.result is None:
+                current.pop(inc.new_key, None)
+                current.pop(inc.old_key, None)
+            else:
+                current[inc.new_key] = decision.result
+            for rec in decision.conflicts:
+                self._record_conflict(tt, inc, rec)
+            for op in decision.ops:
+                planned.append((inc, op))
+        self._write(tt, planned)
+
+    def _write(self, tt: TargetTable, planned: list[tuple[Incoming, WriteOp]]) -> None:
+        if not planned:
+            return
+        self.target.savepoint()
+        try:
+            self._execute(tt, [op for _, op in planned])
+        except Exception as exc:  # classified below; anything not a data error propagates
+            if self._action(exc) is not Action.DEAD_LETTER:
+                raise
+            self.target.rollback_savepoint()
+            self._write_one_by_one(tt, planned)
+            return
+        self.target.release_savepoint()
+        for inc, _ in planned:
+            self._count(tt, 1, inc.new_key)
+
+    def _write_one_by_one(self, tt: TargetTable, planned: list[tuple[Incoming, WriteOp]]) -> None:
+        for inc, op in planned:
+            self.target.savepoint()
+            try:
+                self._execute(tt, [op])
+            except Exception as exc:
+                if self._action(exc) is not Action.DEAD_LETTER:
+                    raise
+                self.target.rollback_savepoint()
+                row = inc.after if inc.after is not None else inc.before
+                self._dead_letter_incoming(tt, inc, row, f"target refused the row: {exc}")
+                continue
+            self.target.release_savepoint()
+            self._count(tt, 1, inc.new_key)
+
+    def _action(self, exc: BaseException) -> Action:
+        if self._classify is None:
+            return Action.STOP
+        return self._classify(exc)
+
+    def _execute(self, tt: TargetTable, ops: list[WriteOp]) -> None:
+        """Run ops in order, grouping consecutive ops of one shape into one driver call."""
+        i = 0
+        while i < len(ops):
+            op = ops[i]
+            j = i + 1
+            if isinstance(op, Insert):
+                cols = [c for c in tt.columns if c in op.row and op.row[c] is not UNCHANGED]
+                while j < len(ops) and isinstance(ops[j], Insert) and _same_cols(ops[j].row, cols):
+                    j += 1
+                rows = [tuple(o.row[c] for c in cols) for o in ops[i:j]]  # type: ignore[union-attr]
+                self.target.insert_rows(tt.name, cols, rows)
+            elif isinstance(op, Update):
+                cols = list(op.values)
+                while (j < len(ops) and isinstance(ops[j], Update)
+                       and list(ops[j].values) == cols):  # type: ignore[union-attr]
+                    j += 1
+                rows = [tuple(o.values.values()) + tuple(o.key) for o in ops[i:j]]  # type: ignore[union-attr]
+                if cols:
+                    self.target.update_rows(tt.name, cols, tt.key, rows)
+            else:
+                while j < len(ops) and isinstance(ops[j], Delete):
+                    j += 1
+                self.target.delete_rows(tt.name, tt.key, [o.key for o in ops[i:j]])  # type: ignore[union-attr]
+            i = j
+
+    # --- bookkeeping ----------------------------------------------------------------------
+    def _count(self, tt: TargetTable, n: int, key: tuple | None) -> None:
+        self._tx.applied += n
+        self._tx.tables[tt.name] = self._tx.tables.get(tt.name, 0) + n
+        if key is not None and len(self._tx.sample_keys) < MAX_SAMPLE_KEYS:
+            self._tx.sample_keys.append([tt.name, to_jsonable(list(key))])
+
+    def _dead_letter(self, tt: TargetTable, change: RowChange, row: dict | None,
+                     reason: str, column: str | None) -> None:
+        key = {k: (row or {}).get(k) for k in tt.key}
+        self._store_dead_letter(tt, change.op, key, row, reason)
+
+    def _dead_letter_incoming(self, tt: TargetTable, inc: Incoming, row: dict | None,
+                              reason: str) -> None:
+        self._store_dead_letter(tt, inc.op, dict(zip(tt.key, inc.new_key)), row, reason)
+
+    def _store_dead_letter(self, tt: TargetTable, op: Op, key: dict, row: dict | None,
+                           reason: str) -> None:
+        self._tx.dead += 1
+        record = {
+            "direction": self.direction,
+            "source_position": self._tx_position,
+            "source_xid": self._tx.xid,
+            "source_table": tt.mapping.table(self.source),
+            "target_table": tt.name,
+            "op": op.value,
+            "row_key": to_jsonable(key),
+            "row_data": to_jsonable(row) if row is not None else None,
+            "reason": reason,
+        }
+        self.target.insert_dead_letter(record)
+        log.warning("dead_letter", **{k: v for k, v in record.items() if k != "row_data"})
+
+    def _record_conflict(self, tt: TargetTable, inc: Incoming, rec: Any) -> None:
+        self._tx.conflicts += 1
+        self.resolver.record(self.target, self.direction, tt, inc, rec, self._tx)
+
+
+def _same_cols(row: dict, cols: list[str]) -> bool:
+    return [c for c in row if row[c] is not UNCHANGED] == cols or (
+        set(c for c in row if row[c] is not UNCHANGED) == set(cols)
+    )

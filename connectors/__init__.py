@@ -1,0 +1,1 @@
+"""Database connectors: readers (capture), writers (apply), introspection, setup and checks."""

@@ -1,0 +1,63 @@
+"""The edges of the core, as small Protocols. Real implementations live in
+connectors/postgres and connectors/mysql."""
+
+from __future__ import annotations
+
+from typing import Iterator, Protocol
+
+from bridge.model import Event, Position, Side
+
+
+class ChangeSource(Protocol):
+    """A reader of committed row changes from one side."""
+
+    side: Side
+
+    def events(self) -> Iterator[Event]:
+        """Yield TxBegin, RowChange..., TxCommit for each committed source transaction in
+        commit order, and Idle at least every `idle_seconds` when nothing arrives.
+        Raises SourceUnavailable when the connection is lost (the caller reconnects)."""
+        ...
+
+    def acknowledge(self, position: Position) -> None:
+        """Everything up to and including `position` is durably applied (or deliberately
+        skipped): the source may release it (PostgreSQL: slot flush position)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ChangeTarget(Protocol):
+    """A writer on one side. All writes between begin() and commit() are one transaction,
+    and the position stored by write_state() commits with them."""
+
+    side: Side
+
+    def begin(self) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def savepoint(self) -> None: ...
+    def rollback_savepoint(self) -> None: ...
+    def release_savepoint(self) -> None: ...
+
+    def read_state(self, direction: str) -> str | None: ...
+    def write_state(self, direction: str, position: str) -> None:
+        """Store the source position. On MySQL this is also the echo marker and must be the
+        first write of the transaction."""
+        ...
+
+    def fetch_for_update(
+        self, table: str, columns: list[str], key: list[str], keys: list[tuple]
+    ) -> dict[tuple, dict]: ...
+    def insert_rows(self, table: str, columns: list[str], rows: list[tuple]) -> None: ...
+    def update_rows(
+        self, table: str, set_columns: list[str], key: list[str], rows: list[tuple]
+    ) -> int:
+        """rows are (set values..., old key values...); returns rows matched."""
+        ...
+    def delete_rows(self, table: str, key: list[str], keys: list[tuple]) -> int: ...
+    def delete_all(self, table: str) -> int: ...
+
+    def insert_dead_letter(self, record: dict) -> None: ...
+    def insert_audit(self, record: dict) -> None: ...
+    def insert_conflict(self, record: dict) -> int: ...

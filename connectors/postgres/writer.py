@@ -1,0 +1,201 @@
+"""Apply changes to the CRM (PostgreSQL).
+
+One dedicated connection, attached to the bridge's replication origin, so every transaction it
+commits is tagged and the CRM reader drops it (no echo). The MES source position is stored in
+`<schema>.state` in the same transaction as the rows (exactly once).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from bridge.model import Side
+from bridge.schema import TableInfo
+from connectors.postgres import introspect
+
+_TZ_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO"
+
+
+def _ident(qualified: str) -> sql.Composable:
+    schema, _, name = qualified.partition(".")
+    return sql.Identifier(schema, name)
+
+
+def _cols(names: list[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+
+
+class PgTarget:
+    side = Side.CRM
+
+    def __init__(self, conninfo: str, password: str | None, state_schema: str, origin: str,
+                 connect_timeout: float = 10.0):
+        self._conninfo = conninfo
+        self._password = password
+        self._schema = state_schema
+        self._origin = origin
+        self._timeout = connect_timeout
+        self.conn: psycopg.Connection | None = None
+        self._tables: dict[str, TableInfo] = {}
+        self._sp = 0
+
+    # --- connection -----------------------------------------------------------------------
+    def connect(self) -> None:
+        kwargs: dict[str, Any] = {"options": _TZ_OPTIONS, "connect_timeout": int(self._timeout)}
+        if self._password is not None:
+            kwargs["password"] = self._password
+        self.conn = psycopg.connect(self._conninfo, autocommit=False, **kwargs)
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_replication_origin_session_setup(%s)", (self._origin,))
+        self.conn.commit()
+
+    def close(self) -> None:
+        if self.conn is not None and not self.conn.closed:
+            try:
+                self.conn.rollback()
+            except psycopg.Error:
+                pass
+            self.conn.close()
+        self.conn = None
+
+    def table_info(self, table: str) -> TableInfo | None:
+        if table not in self._tables:
+            assert self.conn is not None
+            info = introspect.load_table(self.conn, table)
+            self.conn.rollback()
+            if info is None:
+                return None
+            self._tables[table] = info
+        return self._tables[table]
+
+    # --- transaction ----------------------------------------------------------------------
+    def begin(self) -> None:
+        self._sp = 0  # psycopg opens the transaction at the first statement
+
+    def commit(self) -> None:
+        assert self.conn is not None
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        if self.conn is not None and not self.conn.closed:
+            self.conn.rollback()
+
+    def savepoint(self) -> None:
+        self._sp += 1
+        self._exec(sql.SQL("SAVEPOINT {}").format(sql.Identifier(f"sp{self._sp}")))
+
+    def rollback_savepoint(self) -> None:
+        self._exec(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(f"sp{self._sp}")))
+        self.release_savepoint()
+
+    def release_savepoint(self) -> None:
+        self._exec(sql.SQL("RELEASE SAVEPOINT {}").format(sql.Identifier(f"sp{self._sp}")))
+        self._sp -= 1
+
+    def _exec(self, query: sql.Composable, params: Any = None) -> psycopg.Cursor:
+        assert self.conn is not None
+        cur = self.conn.cursor()
+        cur.execute(query, params)
+        return cur
+
+    # --- state ----------------------------------------------------------------------------
+    def _state(self, name: str) -> sql.Composable:
+        return sql.Identifier(self._schema, name)
+
+    def read_state(self, direction: str) -> str | None:
+        cur = self._exec(
+            sql.SQL("SELECT position FROM {} WHERE direction = %s").format(self._state("state")),
+            (direction,),
+        )
+        row = cur.fetchone()
+        self.conn.commit()  # type: ignore[union-attr]
+        return row[0] if row else None
+
+    def write_state(self, direction: str, position: str) -> None:
+        self._exec(
+            sql.SQL(
+                "INSERT INTO {} (direction, position, updated_at) VALUES (%s, %s, now()) "
+                "ON CONFLICT (direction) DO UPDATE SET position = EXCLUDED.position, "
+                "updated_at = EXCLUDED.updated_at"
+            ).format(self._state("state")),
+            (direction, position),
+        )
+
+    # --- rows -----------------------------------------------------------------------------
+    def fetch_for_update(self, table: str, columns: list[str], key: list[str],
+                         keys: list[tuple]) -> dict[tuple, dict]:
+        if not keys:
+            return {}
+        out: dict[tuple, dict] = {}
+        nkey = len(key)
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start:start + 1000]
+            placeholders = sql.SQL(", ").join(
+                sql.SQL("({})").format(sql.SQL(", ").join([sql.Placeholder()] * nkey)) for _ in chunk
+            )
+            query = sql.SQL("SELECT {} FROM {} WHERE ({}) IN ({}) FOR UPDATE").format(
+                _cols(columns), _ident(table), _cols(key), placeholders
+            )
+            cur = self._exec(query, [v for k in chunk for v in k])
+            idx = [columns.index(k) for k in key]
+            for row in cur.fetchall():
+                out[tuple(row[i] for i in idx)] = dict(zip(columns, row))
+        return out
+
+    def insert_rows(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            _ident(table), _cols(columns), sql.SQL(", ").join([sql.Placeholder()] * len(columns))
+        )
+        with self.conn.cursor() as cur:  # type: ignore[union-attr]
+            cur.executemany(query, rows)
+
+    def update_rows(self, table: str, set_columns: list[str], key: list[str],
+                    rows: list[tuple]) -> int:
+        query = sql.SQL("UPDATE {} SET {} WHERE {}").format(
+            _ident(table),
+            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in set_columns),
+            sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in key),
+        )
+        with self.conn.cursor() as cur:  # type: ignore[union-attr]
+            cur.executemany(query, rows)
+            return cur.rowcount
+
+    def delete_rows(self, table: str, key: list[str], keys: list[tuple]) -> int:
+        query = sql.SQL("DELETE FROM {} WHERE {}").format(
+            _ident(table),
+            sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in key),
+        )
+        with self.conn.cursor() as cur:  # type: ignore[union-attr]
+            cur.executemany(query, keys)
+            return cur.rowcount
+
+    def delete_all(self, table: str) -> int:
+        return self._exec(sql.SQL("DELETE FROM {}").format(_ident(table))).rowcount
+
+    # --- bookkeeping ----------------------------------------------------------------------
+    def _insert(self, name: str, record: dict, returning: bool = False) -> int | None:
+        cols = list(record)
+        values = [
+            json.dumps(v, default=str, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+            for v in record.values()
+        ]
+        query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            self._state(name), _cols(cols), sql.SQL(", ").join([sql.Placeholder()] * len(cols))
+        )
+        if returning:
+            query = query + sql.SQL(" RETURNING id")
+        cur = self._exec(query, values)
+        return cur.fetchone()[0] if returning else None  # type: ignore[index]
+
+    def insert_dead_letter(self, record: dict) -> None:
+        self._insert("dead_letters", record)
+
+    def insert_audit(self, record: dict) -> None:
+        self._insert("audit", record)
+
+    def insert_conflict(self, record: dict) -> int:
+        return int(self._insert("conflicts", record, returning=True) or 0)
