@@ -1,0 +1,91 @@
+"""The long-lived daemon: both directions in one process, one thread each.
+
+Signal handlers only set a flag. Each direction finishes (or rolls back) the batch in hand and
+returns; the process then exits 0. A Fatal error in either direction stops both and exits 1.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Callable
+
+import structlog
+
+from bridge.config import Config
+from bridge.connect import classifier, make_source, make_target
+from bridge.errors import Fatal
+from bridge.mapping import Mapping
+from bridge.metrics import Metrics
+from bridge.model import Side
+from bridge.pipeline import Direction, DirectionSettings
+
+log = structlog.get_logger("bridge.daemon")
+
+
+class Daemon:
+    def __init__(self, config: Config, metrics: Metrics | None = None):
+        self.config = config
+        self.mapping = Mapping.from_config(config)
+        self.metrics = metrics or Metrics.create()
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        a = config.apply
+        self.settings = DirectionSettings(
+            batch_rows=a.batch_rows, max_group_transactions=a.max_group_transactions,
+            retry_max_seconds=a.retry_max_seconds,
+        )
+        self.directions = [self._direction(side) for side in (Side.CRM, Side.MES)
+                           if self.mapping.source_tables(side)]
+
+    def _direction(self, side: Side) -> Direction:
+        sources = self.mapping.source_tables(side)
+        return Direction(
+            side, self.mapping,
+            make_source=lambda resume: make_source(self.config, side, resume, sources),
+            make_target=lambda: make_target(self.config, side.other),
+            classify=classifier(side.other),
+            stop=self.stop, settings=self.settings, metrics=self.metrics,
+        )
+
+    def _run_direction(self, d: Direction) -> None:
+        try:
+            d.run()
+        except BaseException as exc:  # recorded and reported by run(); stops the other side
+            self.errors.append(exc)
+            log.error("direction_failed", direction=d.name, error=str(exc))
+            self.stop.set()
+
+    def run(self, install_signals: bool = True) -> int:
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._on_signal)
+        if self.config.metrics.port:
+            self.metrics.serve(self.config.metrics.port, self.config.metrics.host)
+            log.info("metrics_listening", host=self.config.metrics.host, port=self.config.metrics.port)
+        threads = [threading.Thread(target=self._run_direction, args=(d,), name=d.name, daemon=True)
+                   for d in self.directions]
+        for t in threads:
+            t.start()
+        log.info("bridge_started", name=self.config.bridge.name,
+                 directions=[d.name for d in self.directions])
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.2)
+        if self.errors:
+            for exc in self.errors:
+                log.error("bridge_stopped_on_error", error=str(exc),
+                          kind="fatal" if isinstance(exc, Fatal) else type(exc).__name__)
+            return 1
+        log.info("bridge_stopped")
+        return 0
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        self.stop.set()
+
+
+def run_daemon(config: Config, before_start: Callable[[], None] | None = None) -> int:
+    if before_start:
+        before_start()
+    return Daemon(config).run()

@@ -1,0 +1,213 @@
+"""One direction of the bridge: read source transactions, apply them to the target, store the
+position with them, then acknowledge the source.
+
+Ordering that makes it exactly once:
+1. target transaction: [position marker] rows... [position] COMMIT
+2. only then `source.acknowledge(position)`.
+A crash before 1 commits loses nothing (the source re-sends from the stored position); a crash
+between 1 and 2 re-sends transactions the reader skips (<= stored position) or, for the binlog,
+resumes exactly after them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Protocol
+
+import structlog
+
+from bridge.apply import Applier, direction_name
+from bridge.errors import Fatal, Retryable
+from bridge.mapping import Mapping
+from bridge.metrics import Metrics
+from bridge.model import (
+    Idle,
+    Position,
+    RowChange,
+    Side,
+    TxBegin,
+    TxCommit,
+    position_from_text,
+    position_to_text,
+)
+from connectors.base import ChangeSource
+from connectors.postgres.errors import Action
+
+log = structlog.get_logger("bridge.pipeline")
+audit_log = structlog.get_logger("bridge.audit")
+
+
+class Target(Protocol):
+    side: Side
+
+    def connect(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class DirectionSettings:
+    batch_rows: int = 500
+    max_group_transactions: int = 50
+    retry_max_seconds: float = 30.0
+    position_store_interval: float = 5.0
+
+
+class Direction:
+    """Runs one direction until `stop` is set. Survives outages; raises Fatal on bad setup."""
+
+    def __init__(self, source_side: Side, mapping: Mapping,
+                 make_source: Callable[[Position | None], ChangeSource],
+                 make_target: Callable[[], Target],
+                 classify: Callable[[BaseException], Action],
+                 stop: threading.Event, settings: DirectionSettings | None = None,
+                 metrics: Metrics | None = None):
+        self.side = source_side
+        self.name = direction_name(source_side)
+        self.mapping = mapping
+        self.make_source = make_source
+        self.make_target = make_target
+        self.classify = classify
+        self.stop = stop
+        self.settings = settings or DirectionSettings()
+        self.metrics = metrics or Metrics.disabled()
+        self.log = log.bind(direction=self.name)
+        self.sessions = 0
+
+    # --- outer loop: outages and retries --------------------------------------------------
+    def run(self) -> None:
+        delay = 0.5
+        while not self.stop.is_set():
+            try:
+                self._session()
+                return
+            except Fatal:
+                raise
+            except Exception as exc:  # classified: reconnect / retry, or stop
+                action = self._action(exc)
+                if action is Action.STOP:
+                    raise Fatal(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+                self.metrics.retries.labels(self.name).inc()
+                if action is Action.RETRY_TXN:
+                    self.log.info("retrying_transaction", reason=str(exc))
+                    delay_now = 0.05
+                else:
+                    self.log.warning("waiting_for_server", error=f"{type(exc).__name__}: {exc}",
+                                     retry_in_seconds=round(delay, 2))
+                    delay_now = delay
+                    delay = min(delay * 2, self.settings.retry_max_seconds)
+                self.stop.wait(delay_now)
+                continue
+
+    def _action(self, exc: BaseException) -> Action:
+        if isinstance(exc, Retryable):
+            return Action.RECONNECT
+        return self.classify(exc)
+
+    # --- one connected session ------------------------------------------------------------
+    def _session(self) -> None:
+        target = self.make_target()
+        source: ChangeSource | None = None
+        applier: Applier | None = None
+        try:
+            target.connect()
+            applier = Applier(target, self.mapping, self.side,  # type: ignore[arg-type]
+                              batch_rows=self.settings.batch_rows, classify=self.classify)
+            applier.prepare()
+            stored_text = target.read_state(self.name)  # type: ignore[attr-defined]
+            stored = position_from_text(stored_text) if stored_text else None
+            source = self.make_source(stored)
+            self.sessions += 1
+            self.log.info("streaming", resume_from=str(stored) if stored else "start")
+            self._loop(source, applier, stored)
+        finally:
+            if applier is not None and applier.in_group:
+                try:
+                    applier.rollback_group()
+                except Exception:  # the connection may be gone; the rollback is implicit then
+                    pass
+            if source is not None:
+                try:
+                    source.close()
+                except Exception as exc:
+                    self.log.debug("source_close_failed", error=str(exc))
+            target.close()
+
+    def _loop(self, source: ChangeSource, applier: Applier, stored: Position | None) -> None:
+        s = self.settings
+        in_tx = False
+        group_n = 0
+        last_commit: Position | None = None
+        last_commit_ts: datetime | None = None
+        last_store = time.monotonic()
+        group_started = 0.0
+
+        def commit_group() -> None:
+            nonlocal group_n, stored
+            assert last_commit is not None
+            records = applier.commit_group(position_to_text(last_commit))
+            source.acknowledge(last_commit)
+            stored = last_commit
+            for rec in records:
+                audit_log.info("applied", **rec)
+                self.metrics.applied_rows.labels(self.name).inc(rec["rows_applied"])
+                self.metrics.dead_letters.labels(self.name).inc(rec["rows_dead_lettered"])
+                self.metrics.conflicts.labels(self.name).inc(rec["conflicts"])
+            self.metrics.transactions.labels(self.name).inc(group_n)
+            if last_commit_ts is not None:
+                lag = (datetime.now(timezone.utc) - last_commit_ts).total_seconds()
+                self.metrics.lag.labels(self.name).set(max(lag, 0.0))
+            group_n = 0
+
+        for ev in source.events():
+            if isinstance(ev, RowChange):
+                applier.add(ev)
+            elif isinstance(ev, TxBegin):
+                if not applier.in_group:
+                    if self.stop.is_set():
+                        break
+                    first = position_to_text(ev.position) if ev.position else (
+                        position_to_text(stored) if stored else None)
+                    applier.begin_group(first)
+                    group_started = time.monotonic()
+                applier.begin_tx(ev)
+                in_tx = True
+            elif isinstance(ev, TxCommit):
+                applier.end_tx(ev, position_to_text(ev.position))
+                in_tx = False
+                group_n += 1
+                last_commit = ev.position
+                last_commit_ts = ev.commit_ts
+                if group_n >= s.max_group_transactions or time.monotonic() - group_started > 1.0:
+                    commit_group()
+                    last_store = time.monotonic()
+            elif isinstance(ev, Idle):
+                if in_tx:
+                    continue
+                if applier.in_group:
+                    commit_group()
+                    last_store = time.monotonic()
+                elif ev.position is not None and (stored is None or _newer(ev.position, stored)):
+                    if time.monotonic() - last_store >= s.position_store_interval:
+                        self._store_position(applier, source, ev.position)
+                        stored = ev.position
+                        last_store = time.monotonic()
+                if self.stop.is_set():
+                    break
+        if applier.in_group and not in_tx and last_commit is not None and group_n:
+            commit_group()
+
+    def _store_position(self, applier: Applier, source: ChangeSource, pos: Position) -> None:
+        """Move the stored position past skipped (echo/unbridged) traffic."""
+        applier.begin_group(position_to_text(pos))
+        applier.commit_group(position_to_text(pos))
+        source.acknowledge(pos)
+
+
+def _newer(a: Position, b: Position) -> bool:
+    try:
+        return a > b  # type: ignore[operator]
+    except TypeError:
+        return False

@@ -1,0 +1,23 @@
+#!/bin/bash
+# MES init: the sample schema and a least-privilege `bridge` user.
+set -euo pipefail
+mysql -uroot -p"$MYSQL_ROOT_PASSWORD" mes <<SQL
+CREATE TABLE customers (
+    crm_customer_id BIGINT NOT NULL PRIMARY KEY, name VARCHAR(200) NOT NULL,
+    email VARCHAR(200), country CHAR(2)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE work_orders (
+    crm_order_id BIGINT NOT NULL PRIMARY KEY, crm_customer_id BIGINT NOT NULL,
+    state ENUM('draft','RELEASED','RUNNING','DONE','cancelled') NOT NULL DEFAULT 'draft',
+    planned_qty INT NOT NULL, produced_qty INT NOT NULL DEFAULT 0, due_date DATE NULL,
+    finished_at DATETIME(6) NULL, notes JSON NULL,
+    updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), machine VARCHAR(40) NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE work_order_lines (
+    crm_line_id BIGINT NOT NULL PRIMARY KEY, crm_order_id BIGINT NOT NULL,
+    sku VARCHAR(40) NOT NULL, qty INT NOT NULL, unit_price DECIMAL(12,2) NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+CREATE USER 'bridge'@'%' IDENTIFIED BY '${BRIDGE_PASSWORD}';
+GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'bridge'@'%';
+GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON mes.* TO 'bridge'@'%';
+SQL
