@@ -228,7 +228,7 @@ class Applier:
         current = self.target.fetch_for_update(tt.name, tt.columns, tt.key, keys)
         planned: list[tuple[Incoming, WriteOp]] = []
         for inc in batch:
-            decision: Decision = self.resolver.decide(inc, current.get(inc.old_key), current)
+            decision: Decision = self.resolver.decide(inc, current.get(inc.old_key), current, tt.colinfo)
             if inc.old_key != inc.new_key and decision.result is not None:
                 current.pop(inc.old_key, None)
             if decision.result is None:
