@@ -8,13 +8,11 @@ commits is tagged and the CRM reader drops it (no echo). The MES source position
 from __future__ import annotations
 
 import json
-from decimal import Decimal
-from functools import partial
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import set_json_loads
+from psycopg.types.string import TextLoader
 
 from bridge.model import Side
 from bridge.schema import TableInfo
@@ -52,8 +50,9 @@ class PgTarget:
         if self._password is not None:
             kwargs["password"] = self._password
         self.conn = psycopg.connect(self._conninfo, autocommit=False, **kwargs)
-        # JSON numbers load as Decimal so comparisons with the other side are exact
-        set_json_loads(partial(json.loads, parse_float=Decimal), self.conn)
+        # json/jsonb read back as raw text; bridge.types parses it (numbers as Decimal)
+        self.conn.adapters.register_loader("json", TextLoader)
+        self.conn.adapters.register_loader("jsonb", TextLoader)
         with self.conn.cursor() as cur:
             cur.execute("SELECT pg_replication_origin_session_setup(%s)", (self._origin,))
         self.conn.commit()
