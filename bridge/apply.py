@@ -78,6 +78,13 @@ class Applier:
         self._tx_position: str | None = None
         self._pending_audit: list[dict] = []
         self.in_group = False
+        # ownership write-backs decided in the open group: (table, change, {col: (src, owner)})
+        self.writebacks: list[tuple[TargetTable, Incoming, dict]] = []
+        self.parked_tables: list[str] = []
+        # last-writer-wins without a version column needs the target row's commit time:
+        # from the target itself (PostgreSQL track_commit_timestamp) or from `target_times`
+        self.track_target_commit_ts = False
+        self.target_times: Callable[[str, tuple], Any] | None = None
 
     # --- schema ---------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -106,6 +113,14 @@ class Applier:
             )
         if problems:
             raise SetupError("; ".join(problems) + " (fix the mapping or the schema, then run `check`)")
+        self.parked_tables = [tt.name for tt in self._tables.values()
+                              if tt.mapping.spec.conflict.rule == "manual"
+                              or "manual" in tt.mapping.spec.conflict.columns.values()]
+        needs_ts = any(tt.mapping.spec.conflict.rule in ("last_writer_wins", "column_merge")
+                       and not (tt.mapping.spec.conflict.crm_version_column
+                                or tt.mapping.spec.conflict.mes_version_column)
+                       for tt in self._tables.values())
+        self.track_target_commit_ts = needs_ts and self.target.supports_commit_times()
 
     # --- transaction group ------------------------------------------------------------------
     def begin_group(self, first_position: str | None) -> None:
@@ -115,6 +130,9 @@ class Applier:
             self.target.write_state(self.direction, first_position)
         self.in_group = True
         self._pending_audit = []
+        self.writebacks = []
+        if self.parked_tables:
+            self.resolver.load_parked(self.target, self.parked_tables)
 
     def begin_tx(self, ev: TxBegin) -> None:
         self._tx = TxStats(xid=ev.xid, commit_ts=ev.commit_ts)
@@ -163,6 +181,8 @@ class Applier:
         """Store the last position and commit. Returns the audit records now durable."""
         self.flush()
         self.target.write_state(self.direction, position)
+        if self._tx.commit_ts is not None:
+            self.target.set_commit_time(self._tx.commit_ts)
         self.target.commit()
         self.in_group = False
         done, self._pending_audit = self._pending_audit, []
@@ -172,6 +192,7 @@ class Applier:
         self._batch.clear()
         self._batch_table = None
         self._pending_audit = []
+        self.writebacks = []
         self.in_group = False
         self.target.rollback()
 
@@ -227,8 +248,16 @@ class Applier:
         keys = list(dict.fromkeys([i.old_key for i in batch] + [i.new_key for i in batch]))
         current = self.target.fetch_for_update(tt.name, tt.columns, tt.key, keys)
         planned: list[tuple[Incoming, WriteOp]] = []
+        commit_ts = (self.target.commit_times(tt.name, tt.key, keys)
+                     if self.track_target_commit_ts else {})
         for inc in batch:
-            decision: Decision = self.resolver.decide(inc, current.get(inc.old_key), current, tt.colinfo)
+            found = current.get(inc.old_key)
+            target_ts: Any = commit_ts.get(inc.old_key) if found is not None else None
+            if target_ts is None and found is not None and self.target_times is not None:
+                target_ts = _Lazy(self.target_times, tt.name, inc.old_key)  # only on conflict
+            decision: Decision = self.resolver.decide(inc, found, tt, target_ts)
+            if isinstance(target_ts, _Lazy):
+                target_ts = target_ts.value
             if inc.old_key != inc.new_key and decision.result is not None:
                 current.pop(inc.old_key, None)
             if decision.result is None:
@@ -237,7 +266,9 @@ class Applier:
             else:
                 current[inc.new_key] = decision.result
             for rec in decision.conflicts:
-                self._record_conflict(tt, inc, rec)
+                self._record_conflict(tt, inc, rec, found, target_ts)
+            if decision.writeback:
+                self.writebacks.append((tt, inc, decision.writeback))
             for op in decision.ops:
                 planned.append((inc, op))
         self._write(tt, planned)
@@ -337,12 +368,28 @@ class Applier:
         self.target.insert_dead_letter(record)
         log.warning("dead_letter", **{k: v for k, v in record.items() if k != "row_data"})
 
-    def _record_conflict(self, tt: TargetTable, inc: Incoming, rec: Any) -> None:
+    def _record_conflict(self, tt: TargetTable, inc: Incoming, rec: Any, found: dict | None,
+                         target_ts: Any) -> None:
         self._tx.conflicts += 1
-        self.resolver.record(self.target, self.direction, tt, inc, rec, self._tx)
+        inc.position = inc.position or self._tx_position
+        self.resolver.record(self.target, self.direction, tt, inc, rec, self._tx, found, target_ts)
 
 
 def _same_cols(row: dict, cols: list[str]) -> bool:
     return [c for c in row if row[c] is not UNCHANGED] == cols or (
         set(c for c in row if row[c] is not UNCHANGED) == set(cols)
     )
+
+
+class _Lazy:
+    """A target commit time looked up only if a rule asks for it (it may wait on a reader)."""
+
+    __slots__ = ("_fn", "_args", "_done", "value")
+
+    def __init__(self, fn: Callable[..., Any], *args: Any):
+        self._fn, self._args, self._done, self.value = fn, args, False, None
+
+    def __call__(self) -> Any:
+        if not self._done:
+            self.value, self._done = self._fn(*self._args), True
+        return self.value

@@ -284,6 +284,11 @@ class Config(_Strict):
         return f"{self.bridge.name}_bridge"
 
     @property
+    def admin_origin_name(self) -> str:
+        """Origin of admin writes (conflict resolution, write-backs, repair)."""
+        return f"{self.bridge.name}_bridge_admin"
+
+    @property
     def state_schema(self) -> str:
         """PostgreSQL schema holding the bridge's state tables."""
         return f"{self.bridge.name}_bridge"

@@ -47,13 +47,15 @@ def mysql_connect(config: Config, autocommit: bool = True):
                                 timeout=config.mes.connect_timeout, autocommit=autocommit)
 
 
-def make_target(config: Config, side: Side):
+def make_target(config: Config, side: Side, admin: bool = False):
+    """A writer for `side`. `admin` writers (conflict resolution, write-backs, repair) use a
+    second replication origin on the CRM, since the daemon's applier holds the first."""
     if side is Side.CRM:
         from connectors.postgres.writer import PgTarget
 
         uri, password = pg_conninfo(config)
-        return PgTarget(uri, password, config.state_schema, config.origin_name,
-                        config.crm.connect_timeout)
+        origin = config.admin_origin_name if admin else config.origin_name
+        return PgTarget(uri, password, config.state_schema, origin, config.crm.connect_timeout)
     from connectors.mysql.writer import MysqlTarget
 
     p = mysql_params(config)

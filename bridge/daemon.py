@@ -19,6 +19,7 @@ from bridge.mapping import Mapping
 from bridge.metrics import Metrics
 from bridge.model import Side
 from bridge.pipeline import Direction, DirectionSettings
+from bridge.versions import CommitTimes
 
 log = structlog.get_logger("bridge.daemon")
 
@@ -35,8 +36,17 @@ class Daemon:
             batch_rows=a.batch_rows, max_group_transactions=a.max_group_transactions,
             retry_max_seconds=a.retry_max_seconds,
         )
+        # MES rows' commit times as the MES reader sees them, for last-writer-wins on the MES
+        # side without version columns (the CRM side reads them from track_commit_timestamp)
+        self.mes_times = CommitTimes() if self._needs_commit_times() else None
         self.directions = [self._direction(side) for side in (Side.CRM, Side.MES)
                            if self.mapping.source_tables(side)]
+
+    def _needs_commit_times(self) -> bool:
+        return any(t.spec.conflict.rule in ("last_writer_wins", "column_merge")
+                   and not (t.spec.conflict.crm_version_column or t.spec.conflict.mes_version_column)
+                   and t.spec.direction == "both"
+                   for t in self.mapping.tables)
 
     def _direction(self, side: Side) -> Direction:
         sources = self.mapping.source_tables(side)
@@ -46,6 +56,9 @@ class Daemon:
             make_target=lambda: make_target(self.config, side.other),
             classify=classifier(side.other),
             stop=self.stop, settings=self.settings, metrics=self.metrics,
+            make_admin=lambda: make_target(self.config, side, admin=True),
+            seen_times=self.mes_times if side is Side.MES else None,
+            target_times=self.mes_times if side is Side.CRM else None,
         )
 
     def _run_direction(self, d: Direction) -> None:

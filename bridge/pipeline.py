@@ -20,9 +20,10 @@ from typing import Callable, Protocol
 import structlog
 
 from bridge.apply import Applier, direction_name
-from bridge.errors import Fatal, Retryable
+from bridge.errors import Fatal, Retryable, SourceUnavailable
 from bridge.mapping import Mapping
 from bridge.metrics import Metrics
+from bridge.versions import CommitTimes
 from bridge.model import (
     Idle,
     Position,
@@ -63,7 +64,10 @@ class Direction:
                  make_target: Callable[[], Target],
                  classify: Callable[[BaseException], Action],
                  stop: threading.Event, settings: DirectionSettings | None = None,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None,
+                 make_admin: Callable[[], Target] | None = None,
+                 seen_times: CommitTimes | None = None,
+                 target_times: CommitTimes | None = None):
         self.side = source_side
         self.name = direction_name(source_side)
         self.mapping = mapping
@@ -75,11 +79,15 @@ class Direction:
         self.metrics = metrics or Metrics.disabled()
         self.log = log.bind(direction=self.name)
         self.sessions = 0
+        self.make_admin = make_admin  # writer on the SOURCE side for ownership write-backs
+        self.seen_times = seen_times  # commit times of this source's rows (for the other direction)
+        self.target_times = target_times  # commit times of the target's rows (other direction's reader)
 
     # --- outer loop: outages and retries --------------------------------------------------
     def run(self) -> None:
         delay = 0.5
         while not self.stop.is_set():
+            sessions = self.sessions
             try:
                 self._session()
                 return
@@ -87,14 +95,20 @@ class Direction:
                 raise
             except Exception as exc:  # classified: reconnect / retry, or stop
                 action = self._action(exc)
-                if action is Action.STOP:
+                if action in (Action.STOP, Action.DEAD_LETTER):
+                    # a data error the applier did not turn into a dead letter (it is not a
+                    # row's fault) repeats on every retry: stop and say so
                     raise Fatal(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+                if self.sessions != sessions:
+                    delay = 0.5  # the last outage ended: a new one starts its backoff afresh
                 self.metrics.retries.labels(self.name).inc()
                 if action is Action.RETRY_TXN:
                     self.log.info("retrying_transaction", reason=str(exc))
                     delay_now = 0.05
                 else:
-                    self.log.warning("waiting_for_server", error=f"{type(exc).__name__}: {exc}",
+                    server = self.side if isinstance(exc, SourceUnavailable) else self.side.other
+                    self.log.warning("waiting_for_server", server=server.value,
+                                     error=f"{type(exc).__name__}: {exc}",
                                      retry_in_seconds=round(delay, 2))
                     delay_now = delay
                     delay = min(delay * 2, self.settings.retry_max_seconds)
@@ -116,6 +130,8 @@ class Direction:
             applier = Applier(target, self.mapping, self.side,  # type: ignore[arg-type]
                               batch_rows=self.settings.batch_rows, classify=self.classify)
             applier.prepare()
+            if self.target_times is not None and not applier.track_target_commit_ts:
+                applier.target_times = self._target_time_lookup(target)
             stored_text = target.read_state(self.name)  # type: ignore[attr-defined]
             stored = position_from_text(stored_text) if stored_text else None
             source = self.make_source(stored)
@@ -147,9 +163,12 @@ class Direction:
         def commit_group() -> None:
             nonlocal group_n, stored
             assert last_commit is not None
+            writebacks = applier.writebacks
             records = applier.commit_group(position_to_text(last_commit))
             source.acknowledge(last_commit)
             stored = last_commit
+            if writebacks:
+                self._write_back(writebacks)
             for rec in records:
                 audit_log.info("applied", **rec)
                 self.metrics.applied_rows.labels(self.name).inc(rec["rows_applied"])
@@ -161,9 +180,13 @@ class Direction:
                 self.metrics.lag.labels(self.name).set(max(lag, 0.0))
             group_n = 0
 
+        seen = self.seen_times
+        tx_ts: datetime | None = None
         for ev in source.events():
             if isinstance(ev, RowChange):
                 applier.add(ev)
+                if seen is not None and ev.key:
+                    seen.record(ev.table, tuple(ev.key.values()), tx_ts)
             elif isinstance(ev, TxBegin):
                 if not applier.in_group:
                     if self.stop.is_set():
@@ -173,6 +196,7 @@ class Direction:
                     applier.begin_group(first)
                     group_started = time.monotonic()
                 applier.begin_tx(ev)
+                tx_ts = ev.commit_ts
                 in_tx = True
             elif isinstance(ev, TxCommit):
                 applier.end_tx(ev, position_to_text(ev.position))
@@ -180,16 +204,24 @@ class Direction:
                 group_n += 1
                 last_commit = ev.position
                 last_commit_ts = ev.commit_ts
+                if seen is not None:
+                    seen.advance(ev.position)
                 if group_n >= s.max_group_transactions or time.monotonic() - group_started > 1.0:
                     commit_group()
                     last_store = time.monotonic()
             elif isinstance(ev, Idle):
                 if in_tx:
                     continue
+                if seen is not None and ev.position is not None:
+                    seen.advance(ev.position)
                 if applier.in_group:
                     commit_group()
                     last_store = time.monotonic()
                 elif ev.position is not None and (stored is None or _newer(ev.position, stored)):
+                    # Nothing is pending up to here: the source may release it at once (a
+                    # PostgreSQL fast shutdown waits until the walsender's sent WAL is
+                    # confirmed). Storing it on the target costs a transaction: now and then.
+                    source.acknowledge(ev.position)
                     if time.monotonic() - last_store >= s.position_store_interval:
                         self._store_position(applier, source, ev.position)
                         stored = ev.position
@@ -198,6 +230,47 @@ class Direction:
                     break
         if applier.in_group and not in_tx and last_commit is not None and group_n:
             commit_group()
+
+    def _target_time_lookup(self, target: Target) -> Callable[[str, tuple], datetime | None]:
+        """Row commit times on the target, from the other direction's reader."""
+        times = self.target_times
+        assert times is not None
+
+        def lookup(table: str, key: tuple) -> datetime | None:
+            now = position_from_text(target.current_position_text())  # type: ignore[attr-defined]
+            return times.lookup(table, key, after=now)
+
+        return lookup
+
+    def _write_back(self, writebacks: list) -> None:
+        """Ownership violations: put the owner's value back on the source (compare-and-set,
+        so a newer change on the source is never overwritten), without echo."""
+        if self.make_admin is None:
+            return
+        from bridge.types import to_target
+
+        admin = self.make_admin()
+        try:
+            admin.connect()
+            admin.begin()  # type: ignore[attr-defined]
+            admin.write_state("writeback", "n/a")  # type: ignore[attr-defined]  # MES echo marker
+            for tt, inc, cols in writebacks:
+                tm = tt.mapping
+                src_table = tm.table(self.side)
+                info = admin.table_info(src_table)  # type: ignore[attr-defined]
+                back = tm.names[self.side.other]
+                conv = lambda col, v: to_target(v, info.columns[col], self.side)  # noqa: E731
+                key = {back[k]: conv(back[k], v) for k, v in zip(tt.key, inc.new_key)}
+                values = {back[c]: conv(back[c], owner) for c, (_, owner) in cols.items()}
+                expect = {back[c]: conv(back[c], src) for c, (src, _) in cols.items()}
+                n = admin.update_if(src_table, values, key, expect)  # type: ignore[attr-defined]
+                self.log.info("ownership_write_back", table=src_table, key=list(key.values()),
+                              columns=list(values), applied=bool(n))
+            admin.commit()  # type: ignore[attr-defined]
+        except Exception as exc:  # the target commit stands; verify --repair can finish this
+            self.log.warning("ownership_write_back_failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            admin.close()
 
     def _store_position(self, applier: Applier, source: ChangeSource, pos: Position) -> None:
         """Move the stored position past skipped (echo/unbridged) traffic."""

@@ -11,6 +11,7 @@ from psycopg import sql
 from bridge.config import Config
 from bridge.connect import mysql_connect, pg_connect
 from bridge.errors import SetupError
+from bridge.backfill.names import pg_marks_table
 from bridge.mapping import Mapping
 from bridge.model import Side, position_to_text
 from connectors.mysql import introspect as mysql_introspect
@@ -30,6 +31,8 @@ def setup(config: Config) -> list[str]:
     done: list[str] = []
     mapping = Mapping.from_config(config)
     crm_sources = mapping.source_tables(Side.CRM)
+    if crm_sources:  # backfill hook (issue 4): the CRM watermark table is streamed with the data
+        crm_sources = [*crm_sources, pg_marks_table(config)]
     with pg_connect(config) as pg, mysql_connect(config) as my:
         create_pg_state(pg, config.state_schema)
         create_mysql_state(my, config.state_prefix)
@@ -62,10 +65,11 @@ def setup(config: Config) -> list[str]:
                     ) from None
                 done.append(f"added {missing} to publication {config.publication_name}")
 
-        cur = pg.execute("SELECT 1 FROM pg_replication_origin WHERE roname = %s", (config.origin_name,))
-        if cur.fetchone() is None:
-            pg.execute("SELECT pg_replication_origin_create(%s)", (config.origin_name,))
-            done.append(f"created replication origin {config.origin_name}")
+        for origin in (config.origin_name, config.admin_origin_name):
+            cur = pg.execute("SELECT 1 FROM pg_replication_origin WHERE roname = %s", (origin,))
+            if cur.fetchone() is None:
+                pg.execute("SELECT pg_replication_origin_create(%s)", (origin,))
+                done.append(f"created replication origin {origin}")
 
         cur = pg.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (config.slot_name,))
         if cur.fetchone() is None:

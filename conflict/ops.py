@@ -62,5 +62,7 @@ class Decision:
     result: Row | None  # target row after the ops (None = no row)
     conflicts: list[ConflictRecord] = field(default_factory=list)
     parked: bool = False  # the change waits for a DBA; nothing was written
+    # ownership violations: column -> (value the source holds, owner's value to write back)
+    writeback: dict[str, tuple] = field(default_factory=dict)
 
 

@@ -1,38 +1,33 @@
-"""Decide what to write for an incoming change given the current target row.
+"""The conflict layer as the applier uses it: policies per table, parked rows, recording.
 
-Pure decisions (`decide`) plus the recording of conflicts through the target. Detection
-compares the incoming before-image with the locked current target row, on mapped columns only,
-after type conversion (JSON semantically, decimals numerically, timestamps exactly).
+Decisions are pure (conflict.rules); recording writes one row per conflict into the target's
+`conflicts` state table (in the apply transaction) and one structlog line.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import structlog
 
 from bridge.mapping import Mapping
-from bridge.model import UNCHANGED, Op, Row, Side
+from bridge.model import Row, Side
 from bridge.rowjson import to_jsonable
-from bridge.types import values_equal
-from conflict.ops import ConflictRecord, Decision, Delete, Incoming, Insert, Update
+from conflict.ops import ConflictRecord, Decision, Incoming
+from conflict.policy import Policy, compile_policy
+from conflict.rules import decide, sent
 
 log = structlog.get_logger("bridge.conflict")
 
-
-def sent(row: Row | None) -> dict[str, Any]:
-    """The columns of a row whose value was actually sent (not UNCHANGED)."""
-    return {c: v for c, v in (row or {}).items() if v is not UNCHANGED}
+__all__ = ["Resolver", "sent"]
 
 
-def differing(a: Row, b: Row, columns, colinfo) -> list[str]:
-    """Columns (present in both rows) whose values differ semantically."""
-    out = []
-    for c in columns:
-        if c in a and c in b and a[c] is not UNCHANGED and b[c] is not UNCHANGED:
-            if not values_equal(a[c], b[c], colinfo.get(c)):
-                out.append(c)
-    return out
+def key_id(values: tuple) -> str:
+    """A stable text id for a key (as stored in conflict records)."""
+    import json
+
+    return json.dumps(to_jsonable(list(values)), sort_keys=True)
 
 
 class Resolver:
@@ -41,71 +36,58 @@ class Resolver:
     def __init__(self, mapping: Mapping, target_side: Side):
         self.mapping = mapping
         self.target_side = target_side
-        self.colinfo: dict[str, dict] = {}
+        self._policies: dict[str, Policy] = {}
+        self.parked: set[tuple[str, str]] = set()  # (target table, key_id)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping, target_side: Side) -> "Resolver":
         return cls(mapping, target_side)
 
-    # --- decisions ------------------------------------------------------------------------
-    def decide(self, inc: Incoming, current: Row | None, rows: dict | None = None,
-               colinfo: dict | None = None) -> Decision:
-        colinfo = colinfo or {}
-        after = sent(inc.after)
-        if inc.op is Op.INSERT:
-            if current is None:
-                return Decision([Insert(after)], dict(after))
-            diff = differing(after, current, after.keys(), colinfo)
-            if not diff:
-                return Decision([], current)
-            result = {**current, **after}
-            rec = ConflictRecord("insert_exists", "apply_source", inc.source.value, diff, result)
-            return Decision([Update(inc.old_key, after)], result, [rec])
-        if inc.op is Op.UPDATE:
-            if current is None:
-                if any(v is UNCHANGED for v in (inc.after or {}).values()):
-                    rec = ConflictRecord("update_missing", "apply_source", "none", [], None)
-                    return Decision([], None, [rec])
-                rec = ConflictRecord("update_missing", "apply_source", inc.source.value, [], dict(after))
-                return Decision([Insert(after)], dict(after), [rec])
-            before = sent(inc.before)
-            diff = differing(before, current, before.keys(), colinfo)
-            changes = {c: v for c, v in after.items()
-                       if c not in current or not values_equal(v, current[c], colinfo.get(c))}
-            result = {**current, **after}
-            conflicts = []
-            if diff:
-                conflicts.append(ConflictRecord("update_differs", "apply_source", inc.source.value, diff, result))
-            ops = [Update(inc.old_key, changes)] if changes else []
-            return Decision(ops, result, conflicts)
-        if inc.op is Op.DELETE:
-            if current is None:
-                return Decision([], None, [ConflictRecord("delete_missing", "apply_source", "none", [], None)])
-            before = sent(inc.before)
-            diff = differing(before, current, before.keys(), colinfo)
-            conflicts = [ConflictRecord("delete_differs", "apply_source", inc.source.value, diff, None)] if diff else []
-            return Decision([Delete(inc.old_key)], None, conflicts)
-        return Decision([], current)
+    def policy(self, tt) -> Policy:
+        p = self._policies.get(tt.name)
+        if p is None:
+            p = compile_policy(tt.mapping, self.target_side, tt.colinfo)
+            self._policies[tt.name] = p
+        return p
+
+    def is_parked(self, table: str, key: tuple) -> bool:
+        return bool(self.parked) and (table, key_id(key)) in self.parked
+
+    def decide(self, inc: Incoming, current: Row | None, tt, target_ts: datetime | None = None) -> Decision:
+        parked = self.is_parked(tt.name, inc.old_key) or self.is_parked(tt.name, inc.new_key)
+        d = decide(inc, current, self.policy(tt), target_ts=target_ts, parked=parked)
+        if d.parked:
+            self.parked.add((tt.name, key_id(inc.old_key)))
+        return d
 
     # --- recording ------------------------------------------------------------------------
-    def record(self, target, direction: str, tt, inc: Incoming, rec: ConflictRecord, tx) -> int:
+    def record(self, target, direction: str, tt, inc: Incoming, rec: ConflictRecord, tx: Any,
+               current: Row | None = None, target_ts: datetime | None = None) -> int:
+        status = "queued" if rec.type == "queued" else "parked" if rec.parked else "resolved"
         record = {
             "direction": direction,
             "target_table": tt.name,
-            "row_key": to_jsonable(dict(zip(tt.key, inc.new_key))),
+            "row_key": to_jsonable(dict(zip(tt.key, inc.old_key))),
             "conflict_type": rec.type,
             "rule": rec.rule,
             "winner": rec.winner,
             "columns": rec.columns,
             "incoming_before": to_jsonable(inc.before),
             "incoming_after": to_jsonable(inc.after),
-            "target_found": None,
-            "result": to_jsonable(rec.result),
+            "target_found": to_jsonable(current),
+            "result": to_jsonable(rec.result) if not rec.parked else None,
             "source_position": inc.position,
             "source_commit_ts": inc.commit_ts,
-            "status": "parked" if rec.parked else "resolved",
+            "target_commit_ts": target_ts,
+            "status": status,
         }
         cid = target.insert_conflict(record)
-        log.info("conflict", id=cid, direction=direction, table=tt.name, key=record["row_key"],
-                 type=rec.type, rule=rec.rule, winner=rec.winner, columns=rec.columns)
+        log.info("conflict", id=f"{self.target_side.value}-{cid}", direction=direction, table=tt.name,
+                 key=record["row_key"], type=rec.type, rule=rec.rule, winner=rec.winner,
+                 columns=rec.columns, status=status)
         return cid
+
+    def load_parked(self, target, tables: list[str]) -> None:
+        """Reload the parked rows from the target's conflict table (in the current transaction)."""
+        rows = target.parked_keys(tables) if hasattr(target, "parked_keys") else []
+        self.parked = {(table, key_id(tuple(key.values()))) for table, key in rows}

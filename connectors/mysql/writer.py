@@ -185,6 +185,42 @@ class MysqlTarget:
         # DELETE, not TRUNCATE: TRUNCATE is DDL in MySQL and would commit implicitly.
         return self._exec(f"DELETE FROM {self._q(table)}").rowcount
 
+    # --- conflicts ------------------------------------------------------------------------
+    def supports_commit_times(self) -> bool:
+        """MySQL keeps no per-row commit time; the daemon supplies them from the binlog."""
+        return False
+
+    def commit_times(self, table: str, key: list[str], keys: list[tuple]) -> dict[tuple, Any]:
+        return {}
+
+    def set_commit_time(self, ts: Any) -> None:
+        """Nothing to do: the binlog reader learns source times from the state row."""
+
+    def parked_keys(self, tables: list[str]) -> list[tuple[str, dict]]:
+        if not tables:
+            return []
+        cur = self._exec(
+            f"SELECT target_table, row_key FROM {self._state('conflicts')} "
+            f"WHERE status IN ('parked', 'queued') AND target_table IN {placeholders(len(tables))}",
+            tables)
+        return [(t, json.loads(k)) for t, k in cur.fetchall()]
+
+    def update_if(self, table: str, values: dict[str, Any], key: dict[str, Any],
+                  expect: dict[str, Any]) -> int:
+        """UPDATE only if each `expect` column still holds the given value (compare-and-set)."""
+        query = (
+            f"UPDATE {self._q(table)} SET " + ", ".join(f"{quote(c)} = %s" for c in values)
+            + " WHERE " + " AND ".join([f"{quote(k)} = %s" for k in key]
+                                       + [f"{quote(c)} <=> %s" for c in expect])
+        )
+        return self._exec(query, [*values.values(), *key.values(), *expect.values()]).rowcount
+
+    def current_position_text(self) -> str:
+        """The server's binlog position now, for waiting on the binlog reader."""
+        from bridge.model import position_to_text
+
+        return position_to_text(introspect.current_position(self.conn))
+
     # --- bookkeeping ----------------------------------------------------------------------
     def _insert(self, name: str, record: dict) -> int:
         values = []

@@ -180,6 +180,46 @@ class PgTarget:
     def delete_all(self, table: str) -> int:
         return self._exec(sql.SQL("DELETE FROM {}").format(_ident(table))).rowcount
 
+    # --- conflicts ------------------------------------------------------------------------
+    def supports_commit_times(self) -> bool:
+        """True when row commit times are available (track_commit_timestamp = on)."""
+        cur = self._exec(sql.SQL("SELECT current_setting('track_commit_timestamp')"))
+        on = cur.fetchone()[0] == "on"  # type: ignore[index]
+        self.conn.commit()  # type: ignore[union-attr]
+        return on
+
+    def commit_times(self, table: str, key: list[str], keys: list[tuple]) -> dict[tuple, Any]:
+        """Commit time of the transaction that last wrote each row (bridge writes carry the
+        source's commit time, see set_commit_time)."""
+        if not keys:
+            return {}
+        one = sql.SQL("({})").format(sql.SQL(", ").join([sql.Placeholder()] * len(key)))
+        query = sql.SQL("SELECT {}, pg_xact_commit_timestamp(xmin) FROM {} WHERE ({}) IN ({})").format(
+            _cols(key), _ident(table), _cols(key), sql.SQL(", ").join([one] * len(keys)))
+        cur = self._exec(query, [v for k in keys for v in k])
+        return {tuple(r[:-1]): r[-1] for r in cur.fetchall()}
+
+    def set_commit_time(self, ts: Any) -> None:
+        """Make this transaction's commit time the source's (replication-origin session)."""
+        self._exec(sql.SQL("SELECT pg_replication_origin_xact_setup('0/0', %s)"), (ts,))
+
+    def parked_keys(self, tables: list[str]) -> list[tuple[str, dict]]:
+        cur = self._exec(
+            sql.SQL("SELECT target_table, row_key FROM {} WHERE status IN ('parked', 'queued') "
+                    "AND target_table = ANY(%s)").format(self._state("conflicts")), (tables,))
+        return [(t, k if isinstance(k, dict) else json.loads(k)) for t, k in cur.fetchall()]
+
+    def update_if(self, table: str, values: dict[str, Any], key: dict[str, Any],
+                  expect: dict[str, Any]) -> int:
+        """UPDATE only if each `expect` column still holds the given value (compare-and-set)."""
+        where = [sql.SQL("{} = %s").format(sql.Identifier(k)) for k in key] + [
+            sql.SQL("{} IS NOT DISTINCT FROM %s").format(sql.Identifier(c)) for c in expect]
+        query = sql.SQL("UPDATE {} SET {} WHERE {}").format(
+            _ident(table),
+            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values),
+            sql.SQL(" AND ").join(where))
+        return self._exec(query, [*values.values(), *key.values(), *expect.values()]).rowcount
+
     # --- bookkeeping ----------------------------------------------------------------------
     def _insert(self, name: str, record: dict, returning: bool = False) -> int | None:
         cols = list(record)
