@@ -105,6 +105,16 @@ def _check_pg(config: Config, mapping: Mapping, pg: psycopg.Connection,
             if not ok:
                 out.append(Problem("crm", f"role {user} cannot execute {fn} (echo suppression needs it)",
                                    f'GRANT EXECUTE ON FUNCTION {fn} TO "{user}";'))
+    track = pg.execute("SELECT current_setting('track_commit_timestamp')").fetchone()[0]
+    for tm in mapping.tables:
+        c = tm.spec.conflict
+        if (tm.spec.direction == "both" and c.rule in ("last_writer_wins", "column_merge")
+                and not (c.crm_version_column or c.mes_version_column) and track != "on"):
+            out.append(Problem(f"crm {tm.crm_table}",
+                               f"{c.rule} without a version column needs row commit times, but "
+                               "track_commit_timestamp is off: conflicts would go to the priority side",
+                               "ALTER SYSTEM SET track_commit_timestamp = on; then restart PostgreSQL "
+                               "(or set crm_version_column/mes_version_column in [tables.conflict])"))
     for tm in mapping.tables:
         info = pg_intro.load_table(pg, tm.crm_table)
         tables[tm.crm_table] = info

@@ -52,7 +52,12 @@ def setup(config_path: Path) -> None:
     configure(cfg.logging.level, pretty=sys.stderr.isatty())
     from bridge.setup import setup as do_setup
 
-    done = do_setup(cfg)
+    try:
+        done = do_setup(cfg)
+    except Exception as exc:  # a privilege or server problem: say what, not a traceback
+        click.echo(f"error: setup failed: {type(exc).__name__}: {exc}\n"
+                   "run `check` to see what is missing and how to fix it", err=True)
+        sys.exit(1)
     click.echo("\n".join(done) if done else "nothing to do: everything exists")
 
 
@@ -80,6 +85,9 @@ def run(config_path: Path, no_setup: bool) -> None:
     """Stream changes in both directions until SIGTERM/SIGINT."""
     cfg = _load(config_path)
     configure(cfg.logging.level, audit_file=cfg.logging.audit_file)
+    import psycopg
+    import pymysql
+
     from bridge.daemon import Daemon
     from bridge.errors import Fatal
 
@@ -94,6 +102,10 @@ def run(config_path: Path, no_setup: bool) -> None:
     except Fatal as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except (psycopg.Error, pymysql.Error) as exc:  # setup on a server that refuses it
+        click.echo(f"error: setup failed: {type(exc).__name__}: {exc}\n"
+                   "run `check` to see what is missing and how to fix it", err=True)
+        sys.exit(1)
     sys.exit(code)
 
 
@@ -105,6 +117,16 @@ def demo(seconds: float) -> None:
     from bridge.demo import run_demo
 
     sys.exit(run_demo(seconds))
+
+
+def _register_groups() -> None:
+    """Command groups that live beside their component."""
+    from conflict.cli import register as register_conflicts
+
+    register_conflicts(main)
+
+
+_register_groups()
 
 
 if __name__ == "__main__":

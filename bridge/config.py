@@ -249,7 +249,7 @@ class Metrics(_Strict):
 
 class Logging(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
-    audit_file: Path | None = Field(None, description="JSON-lines audit log; stdout if unset")
+    audit_file: Path | None = Field(None, description="extra copy of the audit lines (JSON lines); all log lines always go to stderr")
 
 
 class Config(_Strict):

@@ -69,7 +69,33 @@ class Daemon:
             log.error("direction_failed", direction=d.name, error=str(exc))
             self.stop.set()
 
+    def _settle_commit_times(self) -> None:
+        """Commit-time last-writer-wins needs row commit times on BOTH sides (CRM:
+        track_commit_timestamp); without them both sides fall back to the priority side, so
+        they still decide alike."""
+        if self.mes_times is None:
+            return
+        from bridge.connect import pg_connect
+
+        try:
+            with pg_connect(self.config) as pg:
+                on = pg.execute("SELECT current_setting('track_commit_timestamp')").fetchone()[0] == "on"
+        except Exception as exc:  # the directions will report the outage themselves
+            log.warning("commit_time_check_failed", error=str(exc))
+            on = False
+        if not on:
+            log.warning("commit_times_unavailable",
+                        detail="last_writer_wins without version columns: track_commit_timestamp "
+                               "is off on the CRM, so conflicts go to the priority side",
+                        fix="ALTER SYSTEM SET track_commit_timestamp = on; restart PostgreSQL "
+                            "(or set crm_version_column / mes_version_column)")
+            self.mes_times = None
+            for d in self.directions:
+                d.seen_times = d.target_times = None
+                d.use_target_commit_times = False
+
     def run(self, install_signals: bool = True) -> int:
+        self._settle_commit_times()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)

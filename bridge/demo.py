@@ -48,7 +48,7 @@ def run_demo(seconds: float = 20.0) -> int:
     log_file = workdir / "bridge.log"
     console.rule("[bold]crm-mes-bridge demo")
     console.print("Starting throwaway PostgreSQL 15 (CRM) and MariaDB (MES) servers...")
-    with PostgresServer() as pg, MariaDBServer(server_id=1) as my:
+    with PostgresServer(settings={"track_commit_timestamp": "on"}) as pg, MariaDBServer(server_id=1) as my:
         pg.create_database("crm")
         my.create_database("mes")
         for stmt in CRM_SCHEMA:

@@ -57,6 +57,8 @@ def compile_policy(tm: TableMapping, target: Side, colinfo: dict[str, Any] | Non
     elif spec.mes_version_column:
         mes_col = spec.mes_version_column
         version = mes_col if target is Side.MES else tm.names[Side.MES][mes_col]
+    if version is not None and spec.crm_version_column not in spec.owners:
+        owners.pop(version, None)  # both sides stamp the version column: never owned
 
     return Policy(
         table=tm.table(target),

@@ -22,7 +22,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pg_server():
     from bridge.devservers import PostgresServer
 
-    with PostgresServer() as server:
+    # track_commit_timestamp: last-writer-wins by commit time without version columns
+    with PostgresServer(settings={"track_commit_timestamp": "on"}) as server:
         yield server
 
 

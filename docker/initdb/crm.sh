@@ -25,7 +25,9 @@ GRANT SELECT ON customers, sales_orders, order_lines TO bridge;
 GRANT INSERT, UPDATE, DELETE ON sales_orders TO bridge; -- tables the MES writes back to
 -- the publication is created by the table owner (or run `setup` as the owner once)
 CREATE PUBLICATION plant1_bridge FOR TABLE customers, sales_orders, order_lines;
+ALTER PUBLICATION plant1_bridge OWNER TO bridge;     -- lets `setup` add its own tables
 SELECT pg_replication_origin_create('plant1_bridge');
+SELECT pg_replication_origin_create('plant1_bridge_admin');
 GRANT EXECUTE ON FUNCTION pg_replication_origin_session_setup(text) TO bridge;
 GRANT EXECUTE ON FUNCTION pg_replication_origin_session_reset() TO bridge;
 GRANT EXECUTE ON FUNCTION pg_replication_origin_progress(text, boolean) TO bridge;
