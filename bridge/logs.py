@@ -61,9 +61,19 @@ def configure(level: str = "info", audit_file: Path | None = None,
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=_NamedLoggerFactory(stream or sys.stderr),
+        logger_factory=_NamedLoggerFactory(stream or _Stderr()),
         cache_logger_on_first_use=False,
     )
+
+
+class _Stderr:
+    """Whatever sys.stderr is when a line is written (test runners swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 class _NamedPrintLogger(structlog.PrintLogger):

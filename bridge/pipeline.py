@@ -48,6 +48,19 @@ class Target(Protocol):
     def close(self) -> None: ...
 
 
+class StreamHook(Protocol):
+    """Work merged into the stream by its own thread (the backfill, bridge/backfill/driver.py)."""
+
+    wants_commit: bool  # the open target transaction holds work that should commit now
+
+    def on_begin(self, ev: TxBegin) -> None: ...
+    def on_change(self, ev: RowChange, applier: Applier) -> None: ...
+    def between(self, applier: Applier, ev: TxCommit | Idle) -> None:
+        """Called between source transactions (after a TxCommit or an Idle)."""
+    def after_commit(self) -> None: ...
+    def close(self) -> None: ...
+
+
 @dataclass
 class DirectionSettings:
     batch_rows: int = 500
@@ -67,7 +80,8 @@ class Direction:
                  metrics: Metrics | None = None,
                  make_admin: Callable[[], Target] | None = None,
                  seen_times: CommitTimes | None = None,
-                 target_times: CommitTimes | None = None):
+                 target_times: CommitTimes | None = None,
+                 backfill: Callable[[Target, Applier], StreamHook] | None = None):
         self.side = source_side
         self.name = direction_name(source_side)
         self.mapping = mapping
@@ -82,6 +96,10 @@ class Direction:
         self.make_admin = make_admin  # writer on the SOURCE side for ownership write-backs
         self.seen_times = seen_times  # commit times of this source's rows (for the other direction)
         self.target_times = target_times  # commit times of the target's rows (other direction's reader)
+        self.use_target_commit_times = True  # off when the other side cannot supply them
+        # backfill hook (issue 4): builds, per session, the hook that merges initial-load chunks
+        # into this stream (bridge.backfill.driver.backfill_factory); None: no backfill
+        self.backfill = backfill
 
     # --- outer loop: outages and retries --------------------------------------------------
     def run(self) -> None:
@@ -125,11 +143,14 @@ class Direction:
         target = self.make_target()
         source: ChangeSource | None = None
         applier: Applier | None = None
+        hook: StreamHook | None = None
         try:
             target.connect()
             applier = Applier(target, self.mapping, self.side,  # type: ignore[arg-type]
                               batch_rows=self.settings.batch_rows, classify=self.classify)
             applier.prepare()
+            if not self.use_target_commit_times:
+                applier.track_target_commit_ts = False
             if self.target_times is not None and not applier.track_target_commit_ts:
                 applier.target_times = self._target_time_lookup(target)
             stored_text = target.read_state(self.name)  # type: ignore[attr-defined]
@@ -137,8 +158,11 @@ class Direction:
             source = self.make_source(stored)
             self.sessions += 1
             self.log.info("streaming", resume_from=str(stored) if stored else "start")
-            self._loop(source, applier, stored)
+            hook = self.backfill(target, applier) if self.backfill is not None else None
+            self._loop(source, applier, stored, hook)
         finally:
+            if hook is not None:
+                hook.close()
             if applier is not None and applier.in_group:
                 try:
                     applier.rollback_group()
@@ -151,7 +175,8 @@ class Direction:
                     self.log.debug("source_close_failed", error=str(exc))
             target.close()
 
-    def _loop(self, source: ChangeSource, applier: Applier, stored: Position | None) -> None:
+    def _loop(self, source: ChangeSource, applier: Applier, stored: Position | None,
+              hook: StreamHook | None = None) -> None:
         s = self.settings
         in_tx = False
         group_n = 0
@@ -169,6 +194,8 @@ class Direction:
             stored = last_commit
             if writebacks:
                 self._write_back(writebacks)
+            if hook is not None:
+                hook.after_commit()
             for rec in records:
                 audit_log.info("applied", **rec)
                 self.metrics.applied_rows.labels(self.name).inc(rec["rows_applied"])
@@ -185,6 +212,8 @@ class Direction:
         for ev in source.events():
             if isinstance(ev, RowChange):
                 applier.add(ev)
+                if hook is not None:
+                    hook.on_change(ev, applier)
                 if seen is not None and ev.key:
                     seen.record(ev.table, tuple(ev.key.values()), tx_ts)
             elif isinstance(ev, TxBegin):
@@ -198,6 +227,8 @@ class Direction:
                 applier.begin_tx(ev)
                 tx_ts = ev.commit_ts
                 in_tx = True
+                if hook is not None:
+                    hook.on_begin(ev)
             elif isinstance(ev, TxCommit):
                 applier.end_tx(ev, position_to_text(ev.position))
                 in_tx = False
@@ -206,9 +237,12 @@ class Direction:
                 last_commit_ts = ev.commit_ts
                 if seen is not None:
                     seen.advance(ev.position)
-                if group_n >= s.max_group_transactions or time.monotonic() - group_started > 1.0:
+                if (group_n >= s.max_group_transactions or time.monotonic() - group_started > 1.0
+                        or (hook is not None and hook.wants_commit)):
                     commit_group()
                     last_store = time.monotonic()
+                if hook is not None:
+                    hook.between(applier, ev)
             elif isinstance(ev, Idle):
                 if in_tx:
                     continue
@@ -226,6 +260,8 @@ class Direction:
                         self._store_position(applier, source, ev.position)
                         stored = ev.position
                         last_store = time.monotonic()
+                if hook is not None:
+                    hook.between(applier, ev)
                 if self.stop.is_set():
                     break
         if applier.in_group and not in_tx and last_commit is not None and group_n:
@@ -251,7 +287,7 @@ class Direction:
 
         admin = self.make_admin()
         try:
-            admin.connect()
+            self._connect_admin(admin)
             admin.begin()  # type: ignore[attr-defined]
             admin.write_state("writeback", "n/a")  # type: ignore[attr-defined]  # MES echo marker
             for tt, inc, cols in writebacks:
@@ -271,6 +307,21 @@ class Direction:
             self.log.warning("ownership_write_back_failed", error=f"{type(exc).__name__}: {exc}")
         finally:
             admin.close()
+
+    def _connect_admin(self, admin: Target, attempts: int = 10) -> None:
+        """The admin origin is shared with `conflicts resolve` and `verify --repair`; only one
+        session may hold it, so wait a little for the other one to finish."""
+        import psycopg
+
+        for attempt in range(attempts):
+            try:
+                admin.connect()
+                return
+            except psycopg.errors.ObjectInUse:
+                admin.close()
+                if attempt == attempts - 1:
+                    raise
+                self.stop.wait(0.5)
 
     def _store_position(self, applier: Applier, source: ChangeSource, pos: Position) -> None:
         """Move the stored position past skipped (echo/unbridged) traffic."""

@@ -1,7 +1,8 @@
 """`bridge conflicts ...`: the DBA's view of the conflict log.
 
   list     filter both sides' records, merged in time order (table, JSON or CSV)
-  show     one record: details and the column-by-column diff of its four row versions
+  show     one record: details and the column-by-column diff of its row versions
+           (incoming before/after, target as found, result, and the DBA decision once made)
   resolve  apply a decision (--take crm|mes or --set col=value) to both sides; record it
   report   a self-contained HTML report
 
@@ -33,12 +34,12 @@ from bridge.config import Config, ConfigError, Rule, load_config
 from bridge.mapping import Mapping
 from bridge.model import Side
 from conflict.report import (
-    VERSIONS,
     ReportInfo,
     column_diff,
     key_text,
     render_report,
     row_states,
+    versions,
 )
 from conflict.store import (
     TYPES,
@@ -61,8 +62,10 @@ CSV_FIELDS = ("id", "side", "number", "created_at", "direction", "target_table",
               "conflict_type", "rule", "winner", "columns", "status", "resolved_by",
               "resolved_at", "source_position", "source_commit_ts", "target_commit_ts",
               "incoming_before", "incoming_after", "target_found", "result", "resolution")
+LIST_TYPES = (*TYPES, "queued")  # the engine records a queued change with type `queued`
+LIST_RULES = (*get_args(Rule), "ownership")
 _CHANGED_STYLE = {"incoming_after": "black on yellow", "target_found": "black on magenta",
-                  "result": "black on green"}
+                  "result": "black on green", "decision": "black on green"}
 _STATUS_STYLE = {"parked": "bold red", "queued": "red", "overridden": "cyan",
                  "superseded": "dim", "resolved": "green"}
 
@@ -125,6 +128,12 @@ def clear_errors() -> Iterator[None]:
         yield
     except (UnknownConflict, ConflictLogMissing, BadDecision, OverrideBusy, PartialOverride) as exc:
         raise click.ClickException(str(exc)) from None
+    except ConfigError as exc:  # e.g. a password_env that is not set
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    except psycopg.errors.LockNotAvailable:
+        raise click.ClickException("the row stayed locked on the CRM (a long transaction or an "
+                                   "apply batch); nothing was changed, try again") from None
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"CRM (PostgreSQL): {str(exc).strip()}") from None
     except pymysql.err.OperationalError as exc:
@@ -214,8 +223,10 @@ def emit(records: Sequence[StoredConflict], fmt: str) -> None:
 @conflicts.command("list")
 @config_option
 @click.option("--table", help="Bridged table by any of its names (both directions), or a target table.")
-@click.option("--type", "ctype", type=click.Choice(TYPES), help="Conflict type.")
-@click.option("--rule", type=click.Choice(get_args(Rule)), help="Rule that decided it.")
+@click.option("--type", "ctype", type=click.Choice(LIST_TYPES),
+              help="Conflict type (`queued`: a later change waiting behind a parked one).")
+@click.option("--rule", type=click.Choice(LIST_RULES),
+              help="Rule that decided it (also matches labels such as `last_writer_wins (delete wins)`).")
 @click.option("--since", type=IsoTime(), help="Detected at or after this time (UTC unless an offset is given).")
 @click.option("--until", type=IsoTime(), help="Detected before this time.")
 @click.option("--unresolved", is_flag=True, help="Only parked and queued records.")
@@ -256,15 +267,22 @@ def details_table(r: StoredConflict) -> Table:
     return grid
 
 
-def diff_rich(r: StoredConflict, plain: bool) -> Table:
+def column_order(mapping: Mapping, table: str, side: Side) -> tuple[str, ...]:
+    """The mapping's column order for a record's target table (empty if not bridged)."""
+    tm = mapping.for_source(side, table)
+    return tm.columns(side) if tm is not None else ()
+
+
+def diff_rich(r: StoredConflict, plain: bool, order: Sequence[str] = ()) -> Table:
     """The column diff; changed cells coloured (and marked `≠` when there is no colour)."""
     table = Table(title="column diff (target column names; * = disputed)", title_justify="left")
     table.add_column("column", style="bold")
-    for (_, label), state in zip(VERSIONS, row_states(r)):
+    shown = versions(r)
+    for (_, label), state in zip(shown, row_states(r)):
         table.add_column(f"{label}\n({state})")
-    for line in column_diff(r):
+    for line in column_diff(r, order):
         cells: list[Text] = []
-        for (version, _), cell in zip(VERSIONS, line.cells):
+        for (version, _), cell in zip(shown, line.cells):
             text = ("≠ " if plain and cell.changed else "") + cell.text
             style = _CHANGED_STYLE.get(version, "") if cell.changed else ("dim" if not cell.present else "")
             cells.append(Text(text, style=style))
@@ -284,7 +302,8 @@ def show_cmd(conflict_id: ConflictRef | int, config_path: Path) -> None:
     out = console()
     out.print(details_table(record))
     out.print()
-    out.print(diff_rich(record, plain=out.color_system is None))
+    order = column_order(Mapping.from_config(cfg), record.target_table, record.side)
+    out.print(diff_rich(record, plain=out.color_system is None, order=order))
 
 
 # --- resolve -----------------------------------------------------------------------------
@@ -356,7 +375,9 @@ def report_cmd(config_path: Path, out_path: Path, since: datetime | None, until:
     cfg = load(config_path)
     with clear_errors(), open_log(cfg) as log:
         records = log.list(ConflictFilter(since=since, until=until))
-    info = ReportInfo(cfg.bridge.name, datetime.now(UTC), since, until)
+    mapping = Mapping.from_config(cfg)
+    orders = {tm.table(side): tm.columns(side) for tm in mapping.tables for side in Side}
+    info = ReportInfo(cfg.bridge.name, datetime.now(UTC), since, until, orders)
     out_path.write_text(render_report(records, info), encoding="utf-8")
     unresolved = sum(r.is_open for r in records)
     click.echo(f"wrote {out_path}: {len(records)} conflict(s), {unresolved} unresolved")

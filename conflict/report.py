@@ -17,8 +17,8 @@ from __future__ import annotations
 import html
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,11 +30,13 @@ VERSIONS: tuple[tuple[str, str], ...] = (
     ("target_found", "target as found"),
     ("result", "result"),
 )
+DECISION = ("decision", "DBA decision")  # shown once a DBA decided (resolution.rows)
 _BASES: dict[str, tuple[str, ...]] = {
     "incoming_before": (),
     "incoming_after": ("incoming_before",),
     "target_found": ("incoming_before", "incoming_after"),
     "result": ("target_found", "incoming_after"),
+    "decision": ("result", "target_found"),
 }
 ABSENT = "—"
 
@@ -58,7 +60,7 @@ class DiffLine:
     column: str
     disputed: bool  # named in the record's `columns`
     differs: bool  # the present, sent values do not all agree
-    cells: tuple[Cell, ...]  # in VERSIONS order
+    cells: tuple[Cell, ...]  # in `versions(rec)` order
 
 
 def value_text(value: Any) -> str:
@@ -87,29 +89,54 @@ def _changed(rows: dict[str, dict[str, Any] | None], version: str, column: str) 
     if not _is_sent(rows[version], column):
         return False
     for base in _BASES[version]:
-        if _is_sent(rows[base], column):
+        if _is_sent(rows.get(base), column):
             return rows[base][column] != rows[version][column]  # type: ignore[index]
     return False
 
 
-def diff_columns(rec: StoredConflict) -> list[str]:
-    """Key columns first, then every other column in order of first appearance."""
+def decided_row(rec: StoredConflict) -> dict[str, Any] | None:
+    """The row a DBA decision left on the record's side (from its resolution), if any."""
+    rows = (rec.resolution or {}).get("rows")
+    return rows.get(rec.side.value) if isinstance(rows, dict) else None
+
+
+def versions(rec: StoredConflict) -> tuple[tuple[str, str], ...]:
+    """The versions shown for a record: the four rows, plus the DBA's once decided."""
+    has_decision = isinstance((rec.resolution or {}).get("rows"), dict)
+    return (*VERSIONS, DECISION) if has_decision else VERSIONS
+
+
+def version_rows(rec: StoredConflict) -> dict[str, dict[str, Any] | None]:
+    rows = {v: getattr(rec, v) for v, _ in VERSIONS}
+    rows["decision"] = decided_row(rec)
+    return rows
+
+
+def diff_columns(rec: StoredConflict, order: Sequence[str] = ()) -> list[str]:
+    """Key columns first, then `order` (e.g. the mapping's), then any other column in order
+    of first appearance."""
+    rows = version_rows(rec)
+    present: dict[str, None] = {}
+    for version, _ in versions(rec):
+        present.update(dict.fromkeys(rows[version] or {}))
     seen: dict[str, None] = dict.fromkeys(rec.row_key)
-    for version, _ in VERSIONS:
-        seen.update(dict.fromkeys(getattr(rec, version) or {}))
+    seen.update(dict.fromkeys(c for c in order if c in present))
+    seen.update(present)
     return list(seen)
 
 
-def column_diff(rec: StoredConflict) -> list[DiffLine]:
-    """The record's four row versions side by side, one line per column."""
-    rows = {v: getattr(rec, v) for v, _ in VERSIONS}
+def column_diff(rec: StoredConflict, order: Sequence[str] = ()) -> list[DiffLine]:
+    """The record's row versions side by side, one line per column (cells in `versions`
+    order)."""
+    rows = version_rows(rec)
+    shown = versions(rec)
     lines = []
-    for col in diff_columns(rec):
+    for col in diff_columns(rec, order):
         cells = tuple(
-            Cell(value_text(rows[v][col]) if _present(rows[v], col) else ABSENT,
+            Cell(value_text(rows[v][col]) if _present(rows[v], col) else ABSENT,  # type: ignore[index]
                  _present(rows[v], col), _changed(rows, v, col))
-            for v, _ in VERSIONS)
-        sent = {json.dumps(rows[v][col], sort_keys=True) for v, _ in VERSIONS if _is_sent(rows[v], col)}
+            for v, _ in shown)
+        sent = {json.dumps(rows[v][col], sort_keys=True) for v, _ in shown if _is_sent(rows[v], col)}  # type: ignore[index]
         lines.append(DiffLine(col, col in rec.columns, len(sent) > 1, cells))
     return lines
 
@@ -119,8 +146,9 @@ def _present(row: dict[str, Any] | None, column: str) -> bool:
 
 
 def row_states(rec: StoredConflict) -> list[str]:
-    """Per version: 'row' or 'no row' (a delete's after-image, a missing target row)."""
-    return ["row" if getattr(rec, v) is not None else "no row" for v, _ in VERSIONS]
+    """Per shown version: 'row' or 'no row' (a delete's after-image, a missing row)."""
+    rows = version_rows(rec)
+    return ["row" if rows[v] is not None else "no row" for v, _ in versions(rec)]
 
 
 # --- summaries ---------------------------------------------------------------------------
@@ -199,7 +227,8 @@ h3 { font-size: 15px; margin: 0; }
 .cards { display: flex; gap: 12px; flex-wrap: wrap; margin: 16px 0; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 10px 16px; min-width: 130px; }
 .card b { display: block; font-size: 24px; }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 16px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(340px, 1fr)); gap: 16px; }
+.grid > div { min-width: 0; overflow-x: auto; }
 table { border-collapse: collapse; background: var(--card); width: 100%; }
 th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #eef1f5; font-weight: 600; }
@@ -208,7 +237,7 @@ td.val { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; 
   white-space: pre-wrap; word-break: break-word; max-width: 360px; }
 td.absent { color: #9aa3b2; }
 .chg-incoming_after { background: var(--src); } .chg-target_found { background: var(--tgt); }
-.chg-result { background: var(--res); }
+.chg-result, .chg-decision { background: var(--res); }
 .lg-open { background: var(--open); color: #fff; } .lg-done { background: var(--done); color: #fff; }
 tr.disputed th { color: var(--open); }
 .badge { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 12px; border: 1px solid; }
@@ -282,15 +311,16 @@ def chart_svg(unit: str, buckets: list[Bucket], width: int = 960, height: int = 
     return "".join(parts)
 
 
-def diff_table(rec: StoredConflict) -> str:
+def diff_table(rec: StoredConflict, order: Sequence[str] = ()) -> str:
     """The record's column diff as an HTML table (changed cells coloured by version)."""
+    shown = versions(rec)
     head = "<tr><th>column</th>" + "".join(
         f"<th>{esc(label)}<br><small class=\"muted\">{esc(state)}</small></th>"
-        for (_, label), state in zip(VERSIONS, row_states(rec))) + "</tr>"
+        for (_, label), state in zip(shown, row_states(rec))) + "</tr>"
     body = []
-    for line in column_diff(rec):
+    for line in column_diff(rec, order):
         cells = []
-        for (version, _), cell in zip(VERSIONS, line.cells):
+        for (version, _), cell in zip(shown, line.cells):
             cls = ["val"] + (["absent"] if not cell.present else []) + (
                 [f"chg-{version}"] if cell.changed else [])
             cells.append(f'<td class="{" ".join(cls)}">{esc(cell.text)}</td>')
@@ -317,11 +347,11 @@ def _details(rec: StoredConflict) -> str:
     return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items) + "</dl>"
 
 
-def _section(rec: StoredConflict) -> str:
+def _section(rec: StoredConflict, order: Sequence[str]) -> str:
     cls = "conflict open" if rec.is_open else "conflict"
     return (f'<section class="{cls}" id="{esc(anchor(rec))}" data-conflict-id="{esc(rec.ref)}">'
             f"<h3>{esc(rec.ref)} · {esc(rec.conflict_type)} on {esc(rec.target_table)} "
-            f"{_badge(rec.status)}</h3>{_details(rec)}{diff_table(rec)}</section>")
+            f"{_badge(rec.status)}</h3>{_details(rec)}{diff_table(rec, order)}</section>")
 
 
 def _index(records: list[StoredConflict]) -> str:
@@ -346,6 +376,7 @@ class ReportInfo:
     generated_at: datetime
     since: datetime | None = None
     until: datetime | None = None
+    column_order: Mapping[str, Sequence[str]] = field(default_factory=dict)  # target table -> columns
 
 
 def _range_text(info: ReportInfo) -> str:
@@ -393,7 +424,7 @@ def render_report(records: Sequence[StoredConflict], info: ReportInfo) -> str:
         _index(recs) if recs else '<p class="muted">None.</p>',
         "<h2>Details</h2>",
         _LEGEND_DIFF,
-        *(_section(r) for r in recs),
+        *(_section(r, info.column_order.get(r.target_table, ())) for r in recs),
     ]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

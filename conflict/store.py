@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -184,7 +185,10 @@ class ConflictFilter:
 
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """`column <op> value`; op is one of `=`, `>=`, `<`, `in` (never user text)."""
+    """`column <op> value`; op is one of `=`, `>=`, `<`, `in`, `rule` (never user text).
+
+    `rule` matches a rule name exactly or as the start of a labelled rule the engine
+    records, e.g. `last_writer_wins` matches `last_writer_wins (delete wins)`."""
 
     column: str
     op: str
@@ -199,7 +203,7 @@ def conditions(flt: ConflictFilter) -> list[Condition]:
     if flt.conflict_type:
         out.append(Condition("conflict_type", "=", flt.conflict_type))
     if flt.rule:
-        out.append(Condition("rule", "=", flt.rule))
+        out.append(Condition("rule", "rule", flt.rule))
     if flt.since:
         out.append(Condition("created_at", ">=", flt.since))
     if flt.until:
@@ -276,14 +280,22 @@ class PgConflictStore:
         return [record_from_row(self.side, r) for r in rows]
 
     @staticmethod
-    def _condition(c: Condition) -> sql.Composable:
+    def _condition(c: Condition) -> tuple[sql.Composable, list[Any]]:
+        col = sql.Identifier(c.column)
         if c.op == "in":
-            return sql.SQL("{} = ANY(%s)").format(sql.Identifier(c.column))
-        return sql.SQL("{} {} %s").format(sql.Identifier(c.column), sql.SQL(_OPS[c.op]))
+            return sql.SQL("{} = ANY(%s)").format(col), [list(c.value)]
+        if c.op == "rule":
+            return sql.SQL("({} = %s OR {} LIKE %s)").format(col, col), [c.value, rule_label_pattern(c.value)]
+        return sql.SQL("{} {} %s").format(col, sql.SQL(_OPS[c.op])), [c.value]
 
     def select(self, flt: ConflictFilter) -> list[StoredConflict]:
-        conds = conditions(flt)
-        return self._query([self._condition(c) for c in conds], [c.value for c in conds])
+        where: list[sql.Composable] = []
+        params: list[Any] = []
+        for c in conditions(flt):
+            text, values = self._condition(c)
+            where.append(text)
+            params.extend(values)
+        return self._query(where, params)
 
     def get(self, number: int, lock: bool = False) -> StoredConflict | None:
         found = self._query([sql.SQL("id = %s")], [number], " FOR UPDATE" if lock else "")
@@ -337,6 +349,9 @@ class MysqlConflictStore:
         if c.op == "in":
             values = list(c.value)
             return f"{quote(c.column)} IN ({', '.join(['%s'] * len(values))})", values
+        if c.op == "rule":
+            col = quote(c.column)
+            return f"({col} = %s OR {col} LIKE %s)", [c.value, rule_label_pattern(c.value)]
         return f"{quote(c.column)} {_OPS[c.op]} %s", [_mysql_value(c.value)]
 
     def select(self, flt: ConflictFilter) -> list[StoredConflict]:
@@ -369,6 +384,13 @@ class MysqlConflictStore:
 
 
 _OPS = {"=": "=", ">=": ">=", "<": "<"}
+
+
+def rule_label_pattern(rule: str) -> str:
+    """LIKE pattern for `<rule> (...)` labels, wildcards in the name escaped (backslash is
+    the default LIKE escape on both servers)."""
+    escaped = rule.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"{escaped} (%"
 
 
 def _mysql_value(value: Any) -> Any:
@@ -565,8 +587,9 @@ class Override:
 
 
 def admin_origin_name(config: Config) -> str:
-    """Replication origin of `conflicts resolve` sessions (the daemon holds origin_name)."""
-    return f"{config.origin_name}_admin"
+    """Replication origin of `conflicts resolve` sessions (the daemon's applier holds
+    origin_name; the daemon's ownership write-backs briefly use this one too)."""
+    return config.admin_origin_name
 
 
 # pure planning -------------------------------------------------------------------------
@@ -715,23 +738,46 @@ def ensure_admin_origin(config: Config) -> None:
             pass  # created concurrently
 
 
-@contextmanager
-def admin_targets(config: Config) -> Iterator[dict[Side, Any]]:
-    """PgTarget on the admin origin and MysqlTarget, connected; closed on exit."""
-    from bridge.connect import make_target, pg_conninfo
-    from connectors.postgres.writer import PgTarget
-
-    uri, password = pg_conninfo(config)
-    crm = PgTarget(uri, password, config.state_schema, admin_origin_name(config),
-                   config.crm.connect_timeout)
-    mes = make_target(config, Side.MES)
-    try:
+def connect_admin(crm: Any, name: str, wait_seconds: float = 5.0) -> None:
+    """Connect the CRM admin writer, waiting briefly while another admin session (a daemon
+    write-back, another resolve) holds the origin; then OverrideBusy."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
         try:
             crm.connect()
+            return
         except psycopg.errors.ObjectInUse:
-            raise OverrideBusy(f"replication origin {admin_origin_name(config)} is in use: another "
-                               "`conflicts resolve` is running; try again when it is done") from None
+            crm.close()
+            if time.monotonic() >= deadline:
+                raise OverrideBusy(
+                    f"replication origin {name} is in use: another `conflicts resolve` (or a "
+                    "daemon write-back) is running; try again when it is done") from None
+            time.sleep(0.2)
+
+
+LOCK_WAIT_SECONDS = 30
+
+
+def limit_lock_waits(crm: Any, mes: Any, seconds: int | None = None) -> None:
+    """Give up (instead of hanging) when a row stays locked, e.g. by a long apply batch."""
+    seconds = seconds or LOCK_WAIT_SECONDS
+    crm.conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{seconds}s",))
+    crm.conn.commit()
+    with mes.conn.cursor() as cur:
+        cur.execute("SET SESSION innodb_lock_wait_timeout = %s", (seconds,))
+
+
+@contextmanager
+def admin_targets(config: Config) -> Iterator[dict[Side, Any]]:
+    """The admin writers of both sides (CRM on the admin origin), connected; closed on exit."""
+    from bridge.connect import make_target
+
+    crm = make_target(config, Side.CRM, admin=True)
+    mes = make_target(config, Side.MES, admin=True)
+    try:
+        connect_admin(crm, admin_origin_name(config))
         mes.connect()
+        limit_lock_waits(crm, mes)
         yield {Side.CRM: crm, Side.MES: mes}
     finally:
         mes.close()

@@ -16,6 +16,10 @@ _counter = itertools.count(1)
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TZ", "UTC")
+    # daemon threads log JSON lines to stderr, never into a command's captured stdout
+    from bridge.logs import configure
+
+    configure("info")
 
 
 @pytest.fixture(scope="session")
