@@ -220,8 +220,26 @@ def test_random_concurrent_writers_converge(make_env, capsys):
     deleted: set[int] = set()
     lock = threading.Lock()
 
+    def connect(side: str):
+        if side == "crm":
+            import psycopg
+
+            conn = psycopg.connect(env.pg.dsn(env.crm_db), autocommit=True)
+            return lambda sql, params=None: conn.execute(sql, params), conn.close
+        conn = pymysql.connect(host="127.0.0.1", port=env.my.port, user="root",
+                               database=env.mes_db, autocommit=True,
+                               init_command="SET time_zone='+00:00'")
+        return lambda sql, params=None: conn.cursor().execute(sql, params), conn.close
+
     def writer(side: str, seed_: int, new_ids):
         rnd = random.Random(seed_)
+        run, close = connect(side)
+        try:
+            _write_loop(side, rnd, run, new_ids)
+        finally:
+            close()
+
+    def _write_loop(side, rnd, run, new_ids):
         while time.monotonic() < stop:
             with lock:
                 alive = [k for k in range(1, 41) if k not in deleted]
@@ -232,24 +250,24 @@ def test_random_concurrent_writers_converge(make_env, capsys):
                     sql = ("UPDATE orders SET qty = %s, note = %s, updated_at = clock_timestamp() WHERE id = %s"
                            if side == "crm" else
                            "UPDATE orders SET qty = %s, note = %s, updated_at = UTC_TIMESTAMP(6) WHERE id = %s")
-                    (env.crm if side == "crm" else env.mes)(sql, (rnd.randint(0, 999), f"{side}{rnd.random():.4f}", k))
+                    run(sql, (rnd.randint(0, 999), f"{side}{rnd.random():.4f}", k))
                 elif op < 0.95:
                     i = next(new_ids)
                     sql = ("INSERT INTO orders (id, qty, updated_at) VALUES (%s, 1, clock_timestamp())"
                            if side == "crm" else
                            "INSERT INTO orders (id, qty, updated_at) VALUES (%s, 1, UTC_TIMESTAMP(6))")
-                    (env.crm if side == "crm" else env.mes)(sql, (i,))
+                    run(sql, (i,))
                     k = i
                 elif len(alive) > 20:
                     with lock:
                         deleted.add(k)
-                    (env.crm if side == "crm" else env.mes)("DELETE FROM orders WHERE id = %s", (k,))
+                    run("DELETE FROM orders WHERE id = %s", (k,))
                 writes[side] += 1
                 touched[side].add(k)
             except (pymysql.err.OperationalError,) as exc:  # lock wait timeout / deadlock: retry
                 if exc.args[0] not in (1205, 1213):
                     raise
-            time.sleep(rnd.random() * 0.01)
+            time.sleep(rnd.random() * 0.002)
 
     threads = [threading.Thread(target=writer, args=("crm", 1, iter(range(10_000, 20_000)))),
                threading.Thread(target=writer, args=("mes", 2, iter(range(20_000, 30_000))))]
