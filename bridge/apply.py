@@ -51,6 +51,8 @@ class TargetTable:
 class TxStats:
     xid: str = ""
     commit_ts: datetime | None = None
+    position: str | None = None  # set at end_tx
+    end_commit_ts: datetime | None = None  # the commit event's time, set at end_tx
     tables: dict[str, int] = field(default_factory=dict)
     sample_keys: list[Any] = field(default_factory=list)
     applied: int = 0
@@ -72,10 +74,14 @@ class Applier:
         self.resolver = resolver or Resolver.from_mapping(mapping, target_side=source.other)
         self._classify = classify
         self._tables: dict[str, TargetTable] = {}
+        # one batch may hold changes of several source transactions of the group: each change
+        # keeps its transaction's stats (counts, dead letters) and position (inc.position)
         self._batch: list[Incoming] = []
+        self._batch_tx: list[TxStats] = []
         self._batch_table: TargetTable | None = None
         self._tx = TxStats()
         self._tx_position: str | None = None
+        self._group_txs: list[TxStats] = []  # ended source transactions of the open group
         self._pending_audit: list[dict] = []
         self.in_group = False
         # ownership write-backs decided in the open group: (table, change, {col: (src, owner)})
@@ -130,6 +136,7 @@ class Applier:
             self.target.write_state(self.direction, first_position)
         self.in_group = True
         self._pending_audit = []
+        self._group_txs = []
         self.writebacks = []
         if self.parked_tables:
             self.resolver.load_parked(self.target, self.parked_tables)
@@ -153,33 +160,55 @@ class Applier:
         inc = self._incoming(tt, change)
         if inc is None:
             return
+        inc.position = self._tx_position  # as flush-time conflicts and dead letters report it
         if self._batch_table is not tt or len(self._batch) >= self.batch_rows:
             self.flush()
             self._batch_table = tt
         self._batch.append(inc)
+        self._batch_tx.append(self._tx)
 
     def end_tx(self, ev: TxCommit, position: str) -> None:
-        self.flush()
+        """The source transaction ended. Its rows may still wait in the batch: consecutive
+        changes of one table are written together across the group's transactions (one lock
+        read and one statement for many small transactions); the audit rows are written when
+        the group commits, once every row's outcome is known."""
         self._tx_position = position
-        record = {
-            "direction": self.direction,
-            "source_position": position,
-            "source_xid": self._tx.xid,
-            "source_commit_ts": ev.commit_ts or self._tx.commit_ts,
-            "tables": self._tx.tables,
-            "sample_keys": self._tx.sample_keys,
-            "rows_applied": self._tx.applied,
-            "rows_dead_lettered": self._tx.dead,
-            "conflicts": self._tx.conflicts,
-            "outcome": "applied" if not self._tx.dead else "applied_with_dead_letters",
-        }
-        if self._tx.applied or self._tx.dead or self._tx.conflicts or self._tx.tables:
-            self.target.insert_audit(record)
-            self._pending_audit.append(record)
+        self._tx.position = position
+        self._tx.end_commit_ts = ev.commit_ts or self._tx.commit_ts
+        self._group_txs.append(self._tx)
+
+    def _audit_records(self) -> list[dict]:
+        records = []
+        for tx in self._group_txs:
+            if not (tx.applied or tx.dead or tx.conflicts or tx.tables):
+                continue
+            records.append({
+                "direction": self.direction,
+                "source_position": tx.position,
+                "source_xid": tx.xid,
+                "source_commit_ts": tx.end_commit_ts,
+                "tables": tx.tables,
+                "sample_keys": tx.sample_keys,
+                "rows_applied": tx.applied,
+                "rows_dead_lettered": tx.dead,
+                "conflicts": tx.conflicts,
+                "outcome": "applied" if not tx.dead else "applied_with_dead_letters",
+            })
+        self._group_txs = []
+        return records
 
     def commit_group(self, position: str) -> list[dict]:
         """Store the last position and commit. Returns the audit records now durable."""
         self.flush()
+        records = self._audit_records()
+        if records:
+            insert_many = getattr(self.target, "insert_audits", None)
+            if insert_many is not None:
+                insert_many(records)
+            else:
+                for record in records:
+                    self.target.insert_audit(record)
+            self._pending_audit.extend(records)
         self.target.write_state(self.direction, position)
         if self._tx.commit_ts is not None:
             self.target.set_commit_time(self._tx.commit_ts)
@@ -190,8 +219,10 @@ class Applier:
 
     def rollback_group(self) -> None:
         self._batch.clear()
+        self._batch_tx.clear()
         self._batch_table = None
         self._pending_audit = []
+        self._group_txs = []
         self.writebacks = []
         self.in_group = False
         self.target.rollback()
@@ -241,10 +272,11 @@ class Applier:
 
     # --- batches --------------------------------------------------------------------------
     def flush(self) -> None:
-        tt, batch = self._batch_table, self._batch
+        tt, batch, txs = self._batch_table, self._batch, self._batch_tx
         if not batch or tt is None:
             return
-        self._batch, self._batch_table = [], None
+        self._batch, self._batch_tx, self._batch_table = [], [], None
+        tx_of = {id(inc): tx for inc, tx in zip(batch, txs)}
         keys = list(dict.fromkeys([i.old_key for i in batch] + [i.new_key for i in batch]))
         current = self.target.fetch_for_update(tt.name, tt.columns, tt.key, keys)
         planned: list[tuple[Incoming, WriteOp]] = []
@@ -266,14 +298,15 @@ class Applier:
             else:
                 current[inc.new_key] = decision.result
             for rec in decision.conflicts:
-                self._record_conflict(tt, inc, rec, found, target_ts)
+                self._record_conflict(tt, inc, rec, found, target_ts, tx_of[id(inc)])
             if decision.writeback:
                 self.writebacks.append((tt, inc, decision.writeback))
             for op in decision.ops:
                 planned.append((inc, op))
-        self._write(tt, planned)
+        self._write(tt, planned, tx_of)
 
-    def _write(self, tt: TargetTable, planned: list[tuple[Incoming, WriteOp]]) -> None:
+    def _write(self, tt: TargetTable, planned: list[tuple[Incoming, WriteOp]],
+               tx_of: dict[int, TxStats]) -> None:
         if not planned:
             return
         self.target.savepoint()
@@ -283,13 +316,14 @@ class Applier:
             if self._action(exc) is not Action.DEAD_LETTER:
                 raise
             self.target.rollback_savepoint()
-            self._write_one_by_one(tt, planned)
+            self._write_one_by_one(tt, planned, tx_of)
             return
         self.target.release_savepoint()
         for inc, _ in planned:
-            self._count(tt, 1, inc.new_key)
+            self._count(tt, 1, inc.new_key, tx_of[id(inc)])
 
-    def _write_one_by_one(self, tt: TargetTable, planned: list[tuple[Incoming, WriteOp]]) -> None:
+    def _write_one_by_one(self, tt: TargetTable, planned: list[tuple[Incoming, WriteOp]],
+                          tx_of: dict[int, TxStats]) -> None:
         for inc, op in planned:
             self.target.savepoint()
             try:
@@ -299,10 +333,11 @@ class Applier:
                     raise
                 self.target.rollback_savepoint()
                 row = inc.after if inc.after is not None else inc.before
-                self._dead_letter_incoming(tt, inc, row, f"target refused the row: {exc}")
+                self._dead_letter_incoming(tt, inc, row, f"target refused the row: {exc}",
+                                           tx_of[id(inc)])
                 continue
             self.target.release_savepoint()
-            self._count(tt, 1, inc.new_key)
+            self._count(tt, 1, inc.new_key, tx_of[id(inc)])
 
     def _action(self, exc: BaseException) -> Action:
         if self._classify is None:
@@ -336,28 +371,33 @@ class Applier:
             i = j
 
     # --- bookkeeping ----------------------------------------------------------------------
-    def _count(self, tt: TargetTable, n: int, key: tuple | None) -> None:
-        self._tx.applied += n
-        self._tx.tables[tt.name] = self._tx.tables.get(tt.name, 0) + n
-        if key is not None and len(self._tx.sample_keys) < MAX_SAMPLE_KEYS:
-            self._tx.sample_keys.append([tt.name, to_jsonable(list(key))])
+    def _count(self, tt: TargetTable, n: int, key: tuple | None, tx: TxStats | None = None) -> None:
+        tx = tx or self._tx
+        tx.applied += n
+        tx.tables[tt.name] = tx.tables.get(tt.name, 0) + n
+        if key is not None and len(tx.sample_keys) < MAX_SAMPLE_KEYS:
+            tx.sample_keys.append([tt.name, to_jsonable(list(key))])
 
     def _dead_letter(self, tt: TargetTable, change: RowChange, row: dict | None,
                      reason: str, column: str | None) -> None:
         key = {k: (row or {}).get(k) for k in tt.key}
-        self._store_dead_letter(tt, change.op, key, row, reason)
+        self._store_dead_letter(tt, change.op, key, row, f"column {column}: {reason}" if column else reason)
 
     def _dead_letter_incoming(self, tt: TargetTable, inc: Incoming, row: dict | None,
-                              reason: str) -> None:
-        self._store_dead_letter(tt, inc.op, dict(zip(tt.key, inc.new_key)), row, reason)
+                              reason: str, tx: TxStats) -> None:
+        self._store_dead_letter(tt, inc.op, dict(zip(tt.key, inc.new_key)), row, reason,
+                                tx, inc.position)
 
     def _store_dead_letter(self, tt: TargetTable, op: Op, key: dict, row: dict | None,
-                           reason: str) -> None:
-        self._tx.dead += 1
+                           reason: str, tx: TxStats | None = None,
+                           position: str | None = None) -> None:
+        if tx is None:
+            tx, position = self._tx, self._tx_position
+        tx.dead += 1
         record = {
             "direction": self.direction,
-            "source_position": self._tx_position,
-            "source_xid": self._tx.xid,
+            "source_position": position,
+            "source_xid": tx.xid,
             "source_table": tt.mapping.table(self.source),
             "target_table": tt.name,
             "op": op.value,
@@ -369,10 +409,10 @@ class Applier:
         log.warning("dead_letter", **{k: v for k, v in record.items() if k != "row_data"})
 
     def _record_conflict(self, tt: TargetTable, inc: Incoming, rec: Any, found: dict | None,
-                         target_ts: Any) -> None:
-        self._tx.conflicts += 1
+                         target_ts: Any, tx: TxStats) -> None:
+        tx.conflicts += 1
         inc.position = inc.position or self._tx_position
-        self.resolver.record(self.target, self.direction, tt, inc, rec, self._tx, found, target_ts)
+        self.resolver.record(self.target, self.direction, tt, inc, rec, tx, found, target_ts)
 
 
 def _same_cols(row: dict, cols: list[str]) -> bool:

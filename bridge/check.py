@@ -92,6 +92,7 @@ def _check_pg(config: Config, mapping: Mapping, pg: psycopg.Connection,
     for name in ("max_replication_slots", "max_wal_senders"):
         if int(settings.get(name) or 0) < 1:
             out.append(Problem("crm", f"{name} is 0", f"ALTER SYSTEM SET {name} = 10; then restart PostgreSQL"))
+    out += _check_capacity(config, pg, int(settings.get("max_replication_slots") or 0))
     user = pg.execute("SELECT current_user").fetchone()[0]
     super_, repl = pg.execute(
         "SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user").fetchone()
@@ -134,6 +135,37 @@ def _check_pg(config: Config, mapping: Mapping, pg: psycopg.Connection,
             if not ok:
                 out.append(Problem(where, f"role {user} lacks {priv} on the table",
                                    f'GRANT {priv} ON {_pg_name(tm.crm_table)} TO "{user}";'))
+    return out
+
+
+def _check_capacity(config: Config, pg: psycopg.Connection, cap: int) -> list[Problem]:
+    """max_replication_slots sizes two server-wide arrays: logical slots (the bridge needs
+    one) and the progress slots of replication origins (each of its origins takes one once
+    used). When full, the bridge cannot start streaming or applying."""
+    out: list[Problem] = []
+    if cap < 1:
+        return out
+    others, ours = pg.execute(
+        "SELECT count(*) FILTER (WHERE slot_name <> %s), count(*) FILTER (WHERE slot_name = %s) "
+        "FROM pg_replication_slots", (config.slot_name, config.slot_name)).fetchone()
+    if not ours and others >= cap:
+        out.append(Problem(
+            "crm", f"no free replication slot: {others} of max_replication_slots={cap} are taken",
+            "drop slots nobody uses (see pg_replication_slots) with pg_drop_replication_slot(name), "
+            f"or ALTER SYSTEM SET max_replication_slots = {others + 10}; then restart PostgreSQL"))
+    origins = [config.origin_name, config.admin_origin_name]
+    try:
+        taken = pg.execute("SELECT count(*) FROM pg_replication_origin_status "
+                           "WHERE external_id <> ALL(%s)", (origins,)).fetchone()[0]
+    except psycopg.errors.InsufficientPrivilege:
+        return out  # only superusers and pg_read_all_stats may look: the bridge will find out
+    if taken + len(origins) > cap:
+        out.append(Problem(
+            "crm", f"no room for the bridge's {len(origins)} replication origins: {taken} of "
+                   f"max_replication_slots={cap} origin progress slots are taken by other origins",
+            "drop origins nobody uses (see pg_replication_origin_status) with "
+            f"pg_replication_origin_drop(name), or ALTER SYSTEM SET max_replication_slots = "
+            f"{taken + len(origins) + 10}; then restart PostgreSQL"))
     return out
 
 

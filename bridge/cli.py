@@ -121,9 +121,11 @@ def demo(seconds: float) -> None:
 
 def _register_groups() -> None:
     """Command groups that live beside their component."""
+    from bridge.cli_load import register as register_load
     from conflict.cli import register as register_conflicts
 
     register_conflicts(main)
+    register_load(main)
 
 
 _register_groups()

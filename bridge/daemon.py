@@ -12,6 +12,8 @@ from typing import Callable
 
 import structlog
 
+from bridge.backfill.driver import backfill_factory
+from bridge.backfill.window import RecentKeys
 from bridge.config import Config
 from bridge.connect import classifier, make_source, make_target
 from bridge.errors import Fatal
@@ -39,6 +41,8 @@ class Daemon:
         # MES rows' commit times as the MES reader sees them, for last-writer-wins on the MES
         # side without version columns (the CRM side reads them from track_commit_timestamp)
         self.mes_times = CommitTimes() if self._needs_commit_times() else None
+        # keys recently changed by either stream: a backfill chunk leaves them to the streams
+        self.recent = RecentKeys()
         self.directions = [self._direction(side) for side in (Side.CRM, Side.MES)
                            if self.mapping.source_tables(side)]
 
@@ -59,6 +63,7 @@ class Daemon:
             make_admin=lambda: make_target(self.config, side, admin=True),
             seen_times=self.mes_times if side is Side.MES else None,
             target_times=self.mes_times if side is Side.CRM else None,
+            backfill=backfill_factory(self.config, side, self.recent),
         )
 
     def _run_direction(self, d: Direction) -> None:

@@ -191,9 +191,14 @@ class Idle:
     `position`, when set, is a source position with nothing pending before it (all
     transactions up to it were delivered), so it may be acknowledged once earlier work is
     committed.
+
+    `pending` is True when the reader already holds more events (the Idle ends a dropped
+    echo transaction in the middle of a busy stream): a position update, not a pause, so a
+    consumer need not commit its open work for it.
     """
 
     position: Position | None = None
+    pending: bool = False
 
 
 Event = Union[TxBegin, RowChange, TxCommit, Idle]

@@ -23,6 +23,7 @@ from bridge.apply import Applier, direction_name
 from bridge.errors import Fatal, Retryable, SourceUnavailable
 from bridge.mapping import Mapping
 from bridge.metrics import Metrics
+from bridge.readahead import ReadAhead
 from bridge.versions import CommitTimes
 from bridge.model import (
     Idle,
@@ -67,6 +68,7 @@ class DirectionSettings:
     max_group_transactions: int = 50
     retry_max_seconds: float = 30.0
     position_store_interval: float = 5.0
+    read_ahead_events: int = 4096  # decoded source events queued ahead of the apply; 0: off
 
 
 class Direction:
@@ -156,6 +158,8 @@ class Direction:
             stored_text = target.read_state(self.name)  # type: ignore[attr-defined]
             stored = position_from_text(stored_text) if stored_text else None
             source = self.make_source(stored)
+            if self.settings.read_ahead_events > 0:
+                source = ReadAhead(source, self.settings.read_ahead_events)
             self.sessions += 1
             self.log.info("streaming", resume_from=str(stored) if stored else "start")
             hook = self.backfill(target, applier) if self.backfill is not None else None
@@ -249,6 +253,8 @@ class Direction:
                 if seen is not None and ev.position is not None:
                     seen.advance(ev.position)
                 if applier.in_group:
+                    if ev.pending and not self.stop.is_set():
+                        continue  # an echo's end in a busy stream: keep grouping
                     commit_group()
                     last_store = time.monotonic()
                 elif ev.position is not None and (stored is None or _newer(ev.position, stored)):

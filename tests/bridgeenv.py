@@ -134,12 +134,24 @@ class BridgeEnv:
 
     # --- run as a process -----------------------------------------------------------------------
     def start_process(self) -> subprocess.Popen:
-        log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "run", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )
+        self._log_mark = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bridge", "run", "--config", str(self.config_path)],
+                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            )
         return self.proc
+
+    def wait_running(self, timeout: float = 60) -> None:
+        """Wait until the process started last runs its daemon. `run` checks and sets up
+        first; a SIGTERM before the daemon's handlers are installed kills the process."""
+        def running() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, "the bridge process exited"
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                f.seek(self._log_mark)
+                return '"bridge_started"' in f.read()
+
+        wait_until(running, timeout=timeout, what="the bridge process running")
 
     def kill_process(self) -> None:
         assert self.proc is not None
@@ -158,8 +170,25 @@ class BridgeEnv:
             if self.proc is not None and self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
+            self._drop_replication_objects()
+
+    def _drop_replication_objects(self, timeout: float = 10.0) -> None:
+        """Free the server-wide resources of this bridge: its slot and the replication state
+        slots of its origins. Both count against max_replication_slots, so a long test
+        session that left them behind would run out ("could not find free replication state
+        slot"). The walsender/applier of a killed bridge may still be exiting: retry."""
+        import psycopg
+
+        origins = [self.config.origin_name, self.config.admin_origin_name]
+        deadline = time.monotonic() + timeout
+        while True:
             try:
                 self.crm("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                         "WHERE slot_name = %s AND NOT active", (self.config.slot_name,))
-            except Exception:
-                pass
+                         "WHERE slot_name = %s", (self.config.slot_name,))
+                self.crm("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
+                         "WHERE roname = ANY(%s)", (origins,))
+                return
+            except psycopg.Error:  # slot or origin still in use by an exiting session
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.1)

@@ -26,16 +26,18 @@ How the binlog maps onto events
 * Echo suppression: a transaction whose first row event is on ``marker_table`` was written
   by the bridge itself; it is dropped unread and followed by ``Idle(position=<its end>)``.
   Rows of the marker table and of every table with the bridge's prefix (the marker name up to
-  and including ``_bridge_``) are never yielded.
+  and including ``_bridge_``) are never yielded, except those of ``<prefix>backfill_marks``:
+  the backfill's DBLog watermarks, which the consumer must see in stream order (bridge/backfill).
 * ``TRUNCATE TABLE`` of a bridged table becomes a TRUNCATE `RowChange` in its own
   transaction. Other DDL naming a bridged table yields nothing and logs a warning.
   Statement-based DML (a session with binlog_format=STATEMENT) on a bridged table stops the
   reader (`Fatal`): its rows are not in the binlog.
-* `Idle` comes when nothing was yielded for ``idle_seconds`` (at most 1.5 x that: the
-  library read blocks until the next event, and heartbeats are asked for twice per idle
-  period). Between transactions it carries the current position (which also moves over
-  unbridged and other databases' transactions); inside a long transaction that yields
-  nothing it carries None.
+* `Idle` comes right after a TxCommit when nothing more has arrived (PyMySQL's read buffer
+  and the socket are empty), so the consumer commits without waiting; and when nothing was
+  yielded for ``idle_seconds`` (at most 1.5 x that: the library read blocks until the next
+  event, and heartbeats are asked for twice per idle period). Between transactions it
+  carries the current position (which also moves over unbridged and other databases'
+  transactions); inside a long transaction that yields nothing it carries None.
 * An UPDATE that changes the primary key stays one UPDATE: ``before`` holds the old row,
   ``after`` the new one, ``key`` the old key (the row to find on the target).
 
@@ -453,6 +455,8 @@ class Framer:
         self.database = database
         self.marker_table = marker_table
         self.bridge_prefix = bridge_prefix(marker_table)
+        # backfill hook (issue 4): watermark rows are yielded like a bridged table's rows
+        self.marks_table = f"{database}.{self.bridge_prefix}backfill_marks"
         self.tables = tables  # bare names; None = every non-bridge table of the database
         self.gtid = gtid  # None: state unknown, positions carry no GTID
         self._file = position.file
@@ -532,7 +536,7 @@ class Framer:
         assert tx is not None
         if tx.echo is None:
             tx.echo = table == f"{self.database}.{self.marker_table}"
-        if tx.echo or not self.wanted(table):
+        if tx.echo or not (self.wanted(table) or table == self.marks_table):
             return []
         out = self._ensure_begun()
         for before, after in decode():
@@ -913,8 +917,16 @@ class BinlogChangeSource:
         while True:
             out = self._guarded(self._step)
             if out:
+                if type(out[0]) is Idle and len(out) == 1 and self._input_pending():
+                    # a dropped (echo) transaction ended and more is already arriving: a
+                    # position update, not a pause (a consumer commits on a pause)
+                    out[0].pending = True
                 yield from out
                 last_output = self._clock()
+                if type(out[-1]) is TxCommit and not self._input_pending():
+                    # caught up at a transaction's end: say so now, not idle_seconds later
+                    # (the consumer commits its work on Idle)
+                    yield Idle(position=framer.idle_position())
             elif self._clock() - last_output >= self.idle_seconds:
                 yield Idle(position=framer.idle_position())
                 last_output = self._clock()
@@ -1012,6 +1024,25 @@ class BinlogChangeSource:
         except _CAUGHT as exc:
             self.close()
             raise self._classify(exc) from exc
+
+    def _input_pending(self) -> bool:
+        """True when the next binlog packet has (partly) arrived: in PyMySQL's read buffer or
+        in the socket. Peeks with the socket made non-blocking for the call; when the
+        connection's internals are not what this expects, says True (Idle then comes from
+        the idle_seconds timer, as without this check)."""
+        conn = getattr(self._stream, "_stream_connection", None)
+        sock, rfile = getattr(conn, "_sock", None), getattr(conn, "_rfile", None)
+        if sock is None or rfile is None or not hasattr(rfile, "peek"):
+            return True
+        try:
+            timeout = sock.gettimeout()
+            sock.settimeout(0.0)
+            try:
+                return bool(rfile.peek(1))
+            finally:
+                sock.settimeout(timeout)
+        except (OSError, ValueError):  # would block (TLS), closed: let the next read decide
+            return True
 
     def _step(self) -> list[Event]:
         """Read one binlog event and return what it yields (often nothing)."""

@@ -47,8 +47,8 @@ _TABLES = {
         direction         VARCHAR(32) NOT NULL,
         target_table      VARCHAR(256) NOT NULL,
         row_key           LONGTEXT NOT NULL,
-        conflict_type     VARCHAR(32) NOT NULL,
-        rule              VARCHAR(32) NOT NULL,
+        conflict_type     VARCHAR(64) NOT NULL,
+        rule              VARCHAR(200) NOT NULL,
         winner            VARCHAR(16) NOT NULL,
         columns           LONGTEXT,
         incoming_before   LONGTEXT,
@@ -63,6 +63,38 @@ _TABLES = {
         resolved_at       DATETIME(6),
         resolution        LONGTEXT,
         KEY conflicts_status_idx (status, target_table(64))
+    """,
+    # --- backfill (issue 4; bridge/backfill) ---------------------------------------------
+    # Backfill requests and progress (TARGET side), advanced with each chunk's rows.
+    "backfill_progress": """
+        table_name    VARCHAR(256) NOT NULL,
+        direction     VARCHAR(32) NOT NULL,
+        request_id    VARCHAR(64) NOT NULL,
+        status        VARCHAR(16) NOT NULL,
+        key_min       LONGTEXT,
+        key_max       LONGTEXT,
+        last_key      LONGTEXT,
+        chunk_rows    INT NOT NULL,
+        rows_estimate BIGINT,
+        rows_copied   BIGINT NOT NULL DEFAULT 0,
+        rows_skipped  BIGINT NOT NULL DEFAULT 0,
+        chunks        INT NOT NULL DEFAULT 0,
+        dead_letters  BIGINT NOT NULL DEFAULT 0,
+        conflicts     BIGINT NOT NULL DEFAULT 0,
+        error         TEXT,
+        requested_at  DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+        started_at    DATETIME(6),
+        updated_at    DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+        finished_at   DATETIME(6),
+        PRIMARY KEY (table_name, direction)
+    """,
+    # DBLog low/high watermarks (SOURCE side). The binlog reader yields this table's rows
+    # (and no other bridge table's) so the MES->CRM direction sees its marks in the stream.
+    "backfill_marks": """
+        direction   VARCHAR(32) NOT NULL PRIMARY KEY,
+        mark        VARCHAR(128) NOT NULL,
+        table_name  VARCHAR(256),
+        updated_at  DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)
     """,
 }
 

@@ -368,14 +368,23 @@ class PgChangeSource:
         clock = self._clock
         last_event = clock()
         drained_hint = False  # a transaction ended: say Idle as soon as nothing is buffered
+        # The Idle ending a dropped (echo / already applied) transaction is held until the
+        # next read tells whether more is already buffered: then it is only a position update
+        # (`pending`), not a pause, and a consumer that commits on a pause keeps grouping.
+        held: Idle | None = None
         while not self._closed:
             if drained_hint and not assembler.in_transaction:
                 frame = self._read(0.0)
                 if frame is None:
                     drained_hint = False
                     last_event = clock()
-                    yield Idle()
+                    idle, held = held or Idle(), None
+                    yield idle
                     continue
+                if held is not None:
+                    held.pending = True
+                    idle, held = held, None
+                    yield idle
             else:
                 frame = self._read(self._wait_budget(last_event, assembler.in_transaction))
             now = clock()
@@ -386,7 +395,10 @@ class PgChangeSource:
                     if events:
                         last_event = now
                         drained_hint = True
-                        yield from events
+                        if len(events) == 1 and type(events[0]) is Idle:
+                            held = events[0]  # a dropped transaction ended
+                        else:
+                            yield from events
                 elif tag == _KEEPALIVE:
                     idle = self._keepalive(frame, assembler.in_transaction)
                     if idle is not None:

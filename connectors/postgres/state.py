@@ -60,6 +60,39 @@ _TABLES = {
         resolved_at       timestamptz,
         resolution        jsonb
     """,
+    # --- backfill (issue 4; bridge/backfill) ---------------------------------------------
+    # Backfill requests and their progress, on the TARGET side of the direction: advanced in
+    # the same transaction as the chunk rows it records (resume redoes at most one chunk).
+    "backfill_progress": """
+        table_name    text NOT NULL,
+        direction     text NOT NULL,
+        request_id    text NOT NULL,
+        status        text NOT NULL,
+        key_min       text,
+        key_max       text,
+        last_key      text,
+        chunk_rows    integer NOT NULL,
+        rows_estimate bigint,
+        rows_copied   bigint NOT NULL DEFAULT 0,
+        rows_skipped  bigint NOT NULL DEFAULT 0,
+        chunks        integer NOT NULL DEFAULT 0,
+        dead_letters  bigint NOT NULL DEFAULT 0,
+        conflicts     bigint NOT NULL DEFAULT 0,
+        error         text,
+        requested_at  timestamptz NOT NULL DEFAULT now(),
+        started_at    timestamptz,
+        updated_at    timestamptz NOT NULL DEFAULT now(),
+        finished_at   timestamptz,
+        PRIMARY KEY (table_name, direction)
+    """,
+    # DBLog low/high watermarks, on the SOURCE side: one row per direction, updated for each
+    # chunk; `setup` adds it to the publication so the reader sees the marks in the stream.
+    "backfill_marks": """
+        direction   text PRIMARY KEY,
+        mark        text NOT NULL,
+        table_name  text,
+        updated_at  timestamptz NOT NULL DEFAULT now()
+    """,
 }
 
 

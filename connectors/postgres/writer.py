@@ -19,6 +19,8 @@ from bridge.schema import TableInfo
 from connectors.postgres import introspect
 
 _TZ_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO"
+_COPY_MIN_ROWS = 16  # from this many rows an insert goes through COPY (below: one pipelined INSERT)
+_QUERY_CACHE_SIZE = 1024
 
 
 def _ident(qualified: str) -> sql.Composable:
@@ -43,6 +45,8 @@ class PgTarget:
         self.conn: psycopg.Connection | None = None
         self._tables: dict[str, TableInfo] = {}
         self._sp = 0
+        self._queries: dict[tuple, bytes] = {}  # composed statements by shape
+        self._copyable: dict[str, bool] = {}
 
     # --- connection -----------------------------------------------------------------------
     def connect(self) -> None:
@@ -136,24 +140,59 @@ class PgTarget:
             return {}
         out: dict[tuple, dict] = {}
         nkey = len(key)
+        idx = [columns.index(k) for k in key]
         for start in range(0, len(keys), 1000):
             chunk = keys[start:start + 1000]
-            placeholders = sql.SQL(", ").join(
-                sql.SQL("({})").format(sql.SQL(", ").join([sql.Placeholder()] * nkey)) for _ in chunk
-            )
-            query = sql.SQL("SELECT {} FROM {} WHERE ({}) IN ({}) FOR UPDATE").format(
-                _cols(columns), _ident(table), _cols(key), placeholders
-            )
-            cur = self._exec(query, [v for k in chunk for v in k])
-            idx = [columns.index(k) for k in key]
+            query = self._fetch_query(table, columns, key, len(chunk))
+            cur = self._exec(query, [v for k in chunk for v in k] if nkey > 1 else [k[0] for k in chunk])
             for row in cur.fetchall():
                 out[tuple(row[i] for i in idx)] = dict(zip(columns, row))
         return out
 
+    def _fetch_query(self, table: str, columns: list[str], key: list[str], n: int) -> bytes:
+        """The SELECT ... FOR UPDATE of `n` keys, composed once per shape (the same text
+        also lets psycopg prepare it on the server after a few runs)."""
+        shape = ("fetch", table, tuple(columns), tuple(key), n)
+        query = self._queries.get(shape)
+        if query is None:
+            one = sql.SQL("({})").format(sql.SQL(", ").join([sql.Placeholder()] * len(key)))
+            composed = sql.SQL("SELECT {} FROM {} WHERE ({}) IN ({}) FOR UPDATE").format(
+                _cols(columns), _ident(table), _cols(key), sql.SQL(", ").join([one] * n))
+            query = self._remember(shape, composed)
+        return query
+
+    def _remember(self, shape: tuple, composed: sql.Composable) -> bytes:
+        if len(self._queries) >= _QUERY_CACHE_SIZE:
+            self._queries.clear()
+        query = self._queries[shape] = composed.as_bytes(self.conn)
+        return query
+
+    def _copy_ok(self, table: str) -> bool:
+        """COPY writes exactly what INSERT would only into a plain or partitioned table
+        without rewrite rules (COPY fires triggers and checks constraints, but ignores rules)."""
+        ok = self._copyable.get(table)
+        if ok is None:
+            cur = self._exec(sql.SQL(
+                "SELECT c.relkind IN ('r', 'p') AND NOT EXISTS (SELECT 1 FROM pg_rewrite r "
+                "WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN') "
+                "FROM pg_class c WHERE c.oid = %s::regclass"), (_ident(table).as_string(self.conn),))
+            row = cur.fetchone()
+            ok = self._copyable[table] = bool(row and row[0])
+        return ok
+
     def insert_rows(self, table: str, columns: list[str], rows: list[tuple]) -> None:
-        query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-            _ident(table), _cols(columns), sql.SQL(", ").join([sql.Placeholder()] * len(columns))
-        )
+        if len(rows) >= _COPY_MIN_ROWS and self._copy_ok(table):
+            shape = ("copy", table, tuple(columns))
+            query = self._queries.get(shape) or self._remember(shape, sql.SQL(
+                "COPY {} ({}) FROM STDIN").format(_ident(table), _cols(columns)))
+            with self.conn.cursor() as cur, cur.copy(query) as copy:  # type: ignore[union-attr]
+                for row in rows:
+                    copy.write_row(row)
+            return
+        shape = ("insert", table, tuple(columns))
+        query = self._queries.get(shape) or self._remember(shape, sql.SQL(
+            "INSERT INTO {} ({}) VALUES ({})").format(
+            _ident(table), _cols(columns), sql.SQL(", ").join([sql.Placeholder()] * len(columns))))
         with self.conn.cursor() as cur:  # type: ignore[union-attr]
             cur.executemany(query, rows)
 
@@ -240,6 +279,18 @@ class PgTarget:
 
     def insert_audit(self, record: dict) -> None:
         self._insert("audit", record)
+
+    def insert_audits(self, records: list[dict]) -> None:
+        """Several audit rows (same keys) with one executemany (pipelined: one round trip)."""
+        if not records:
+            return
+        cols = list(records[0])
+        query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            self._state("audit"), _cols(cols), sql.SQL(", ").join([sql.Placeholder()] * len(cols)))
+        rows = [[json.dumps(v, default=str, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+                 for v in r.values()] for r in records]
+        with self.conn.cursor() as cur:  # type: ignore[union-attr]
+            cur.executemany(query, rows)
 
     def insert_conflict(self, record: dict) -> int:
         return int(self._insert("conflicts", record, returning=True) or 0)
