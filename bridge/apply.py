@@ -357,13 +357,12 @@ class Applier:
                 rows = [tuple(o.row[c] for c in cols) for o in ops[i:j]]  # type: ignore[union-attr]
                 self.target.insert_rows(tt.name, cols, rows)
             elif isinstance(op, Update):
-                cols = list(op.values)
-                while (j < len(ops) and isinstance(ops[j], Update)
-                       and list(ops[j].values) == cols):  # type: ignore[union-attr]
+                while j < len(ops) and isinstance(ops[j], Update):
                     j += 1
-                rows = [tuple(o.values.values()) + tuple(o.key) for o in ops[i:j]]  # type: ignore[union-attr]
-                if cols:
-                    self.target.update_rows(tt.name, cols, tt.key, rows)
+                for cols, group in _update_groups(ops[i:j], tt.key):  # type: ignore[arg-type]
+                    rows = [tuple(o.values.values()) + tuple(o.key) for o in group]
+                    if cols:
+                        self.target.update_rows(tt.name, list(cols), tt.key, rows)
             else:
                 while j < len(ops) and isinstance(ops[j], Delete):
                     j += 1
@@ -413,6 +412,29 @@ class Applier:
         tx.conflicts += 1
         inc.position = inc.position or self._tx_position
         self.resolver.record(self.target, self.direction, tt, inc, rec, tx, found, target_ts)
+
+
+def _update_groups(run: list[Update], key: list[str]) -> list[tuple[tuple, list[Update]]]:
+    """A run of consecutive updates as (columns set, updates) groups, one statement each.
+
+    Updates of distinct rows that leave the key alone commute, so when every row of the run
+    is distinct and no key changes, updates setting the same columns are grouped wherever
+    they are in the run (the columns a decision sets vary from row to row, and runs of equal
+    shape are short). Otherwise: consecutive updates of one shape, in order."""
+    keyset = set(key)
+    if len({u.key for u in run}) == len(run) and not any(keyset.intersection(u.values) for u in run):
+        groups: dict[tuple, list[Update]] = {}
+        for u in run:
+            groups.setdefault(tuple(u.values), []).append(u)
+        return list(groups.items())
+    out: list[tuple[tuple, list[Update]]] = []
+    for u in run:
+        cols = tuple(u.values)
+        if out and out[-1][0] == cols:
+            out[-1][1].append(u)
+        else:
+            out.append((cols, [u]))
+    return out
 
 
 def _same_cols(row: dict, cols: list[str]) -> bool:

@@ -91,6 +91,13 @@ def run(config_path: Path, no_setup: bool) -> None:
     from bridge.daemon import Daemon
     from bridge.errors import Fatal
 
+    # a stop request during the checks and setup is honoured once they are done (exit 0)
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         if not no_setup:
             from bridge.check import preflight
@@ -98,7 +105,10 @@ def run(config_path: Path, no_setup: bool) -> None:
 
             preflight(cfg)
             do_setup(cfg)
-        code = Daemon(cfg).run()
+        daemon = Daemon(cfg)
+        if stop.is_set():
+            daemon.stop.set()
+        code = daemon.run()
     except Fatal as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -17,7 +17,7 @@ import pymysql
 from pymysql.constants import SERVER_STATUS
 
 from bridge.model import Side
-from bridge.schema import TableInfo
+from bridge.schema import Family, TableInfo
 from connectors.mysql import introspect
 from connectors.mysql.sqltext import column_list, placeholders, quote
 from connectors.mysql.state import state_table
@@ -235,6 +235,8 @@ class MysqlTarget:
 
     def update_rows(self, table: str, set_columns: list[str], key: list[str],
                     rows: list[tuple]) -> int:
+        if len(rows) > 1 and self._joinable(table, set_columns, key, rows):
+            return self._update_joined(table, set_columns, key, rows)
         query = (
             f"UPDATE {self._q(table)} SET "
             + ", ".join(f"{quote(c)} = %s" for c in set_columns)
@@ -242,9 +244,68 @@ class MysqlTarget:
             + " AND ".join(f"{quote(k)} = %s" for k in key)
         )
         with self.conn.cursor() as cur:  # type: ignore[union-attr]
-            return cur.executemany(query, rows) or 0
+            return cur.executemany(query, rows) or 0  # one round trip per row
+
+    def _joinable(self, table: str, set_columns: list[str], key: list[str],
+                  rows: list[tuple]) -> bool:
+        """One UPDATE ... JOIN over the rows does what the single UPDATEs do in order when no
+        two rows share a key, no key column is set, and the keys are integers (text keys from
+        a derived table would be compared under the connection's collation, not the column's)."""
+        info = self._tables.get(table)
+        if info is None or set(set_columns) & set(key):
+            return False
+        for k in key:
+            col = info.columns.get(k)
+            if col is None or col.family is not Family.INT:
+                return False
+        n = len(key)
+        return len({r[-n:] for r in rows}) == len(rows)
+
+    def _update_joined(self, table: str, set_columns: list[str], key: list[str],
+                       rows: list[tuple]) -> int:
+        literal = sql_literal(self.conn)  # type: ignore[arg-type]
+        names = [f"c{i}" for i in range(len(set_columns))] + [f"k{i}" for i in range(len(key))]
+        on = " AND ".join(f"t.{quote(k)} = v.k{i}" for i, k in enumerate(key))
+        sets = ", ".join(f"t.{quote(c)} = v.c{i}" for i, c in enumerate(set_columns))
+        head = f"UPDATE {self._q(table)} AS t JOIN ("
+        tail = f") AS v ON {on} SET {sets}"
+        done = 0
+        with self.conn.cursor() as cur:  # type: ignore[union-attr]
+            for part in self._by_size(["SELECT " + ", ".join(map(literal, r)) for r in rows]):
+                first = "SELECT " + ", ".join(f"{literal(v)} AS {n}" for v, n in zip(
+                    rows[done], names))
+                cur.execute(head + " UNION ALL ".join([first, *part[1:]]) + tail)
+                done += len(part)
+        return len(rows)
+
+    @staticmethod
+    def _by_size(items: list[str]) -> list[list[str]]:
+        """Consecutive items in groups of at most ~_MAX_STATEMENT_CHARS characters."""
+        groups: list[list[str]] = [[]]
+        size = 0
+        for item in items:
+            if groups[-1] and size + len(item) > _MAX_STATEMENT_CHARS:
+                groups.append([])
+                size = 0
+            groups[-1].append(item)
+            size += len(item) + 11
+        return groups
 
     def delete_rows(self, table: str, key: list[str], keys: list[tuple]) -> int:
+        if len(keys) > 1:  # one statement: the set of keys, order does not matter
+            literal = sql_literal(self.conn)  # type: ignore[arg-type]
+            if len(key) == 1:
+                items = [literal(k[0]) for k in keys]
+                clause, sep = f"{quote(key[0])} IN (", ","
+            else:
+                items = ["(" + " AND ".join(f"{quote(c)} = {literal(v)}" for c, v in zip(key, k))
+                         + ")" for k in keys]
+                clause, sep = "(", " OR "
+            deleted = 0
+            for part in self._by_size(items):
+                deleted += self._exec(
+                    f"DELETE FROM {self._q(table)} WHERE {clause}{sep.join(part)})").rowcount
+            return deleted
         query = f"DELETE FROM {self._q(table)} WHERE " + " AND ".join(f"{quote(k)} = %s" for k in key)
         with self.conn.cursor() as cur:  # type: ignore[union-attr]
             return cur.executemany(query, keys) or 0

@@ -246,7 +246,10 @@ def _build_transformer() -> abc.Transformer:
 
 
 def _invalid(raw: bytes, exc: Exception) -> InvalidValue:
-    return InvalidValue(raw.decode("utf-8", "backslashreplace"), f"{type(exc).__name__}: {exc}")
+    text = raw.decode("utf-8", "backslashreplace")
+    if text in ("infinity", "-infinity"):
+        return InvalidValue(text, f"{text} has no MySQL/MariaDB equivalent (PostgreSQL-only value)")
+    return InvalidValue(text, f"PostgreSQL value {text!r} cannot be represented: {exc}")
 
 
 # --- the decoder ---------------------------------------------------------------------------
