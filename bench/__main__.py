@@ -52,6 +52,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--lag-rates", type=_csv(int), default=[500, 2000],
                    help="offered rows/s per direction (default 500,2000)")
     p.add_argument("--lag-tx-rows", type=int, default=10, help="rows per lag transaction (10)")
+    p.add_argument("--lag-load", type=_csv(str), default=["crm_to_mes", "mes_to_crm"],
+                   help="directions loaded during the lag runs (default both at once)")
     p.add_argument("--batch-rows", type=int, default=None, help="apply.batch_rows for the bridge")
     p.add_argument("--profile", action="store_true",
                    help="record a py-spy profile (raw collapsed stacks) of every bridge run")
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if "lag" in args.only:
             for rate in args.lag_rates:
                 for r in lag.run(servers, work, rate, args.lag_seconds, args.lag_tx_rows, args.seed,
-                                 profile=profile(f"lag-{rate}")):
+                                 profile=profile(f"lag-{rate}"), load=tuple(args.lag_load)):
                     results["lag"].append(r.to_dict())
                     say(f"lag {r.direction} @{rate}/s: p50 {r.p50_ms} p95 {r.p95_ms} "
                         f"p99 {r.p99_ms} max {r.max_ms} ms (achieved {r.achieved_rate}/s)")
@@ -137,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
                 r = backfill.run(servers, work, direction, args.backfill_rows, args.seed,
                                  profile=profile(f"backfill-{direction}"))
                 results["backfill"].append(r)
-                say(f"backfill {direction}: {r}")
+                if r.get("blocked"):
+                    say(f"backfill {direction}: blocked: {r['blocked']}")
+                else:
+                    say(f"backfill {direction}: {r['rows_per_s']:,.0f} rows/s (read "
+                        f"{r['read_limit']:,.0f}, write {r['write_limit']:,.0f}, "
+                        f"{r['pct_of_limit']}%, rss {r['peak_rss_mb']} MB, other {r['other_cores']})")
         if "backlog" in args.only:
             for direction in args.directions:
                 r = memory.run(servers, work, direction, args.backlog_rows, args.seed,

@@ -161,7 +161,9 @@ class _Poller(threading.Thread):
 
 
 def run(servers: Servers, workdir: Path, rate: int, seconds: float, tx_rows: int, seed: int,
-        poll: float = 0.005, table: Table = WIDE, profile: Path | None = None) -> list[LagResult]:
+        poll: float = 0.005, table: Table = WIDE, profile: Path | None = None,
+        load: tuple[str, ...] = ("crm_to_mes", "mes_to_crm")) -> list[LagResult]:
+    """`load`: the directions that get a writer (both by default; one only to isolate it)."""
     env = Env(servers, workdir, tables=(table,))
     try:
         env.setup()
@@ -181,6 +183,9 @@ def run(servers: Servers, workdir: Path, rate: int, seconds: float, tx_rows: int
             ]
             writers = [_Writer(env, "crm", table, crm_rows, tx_rows, rate, start_at),
                        _Writer(env, "mes", table, mes_rows, tx_rows, rate, start_at)]
+            active = [i for i, d in enumerate(("crm_to_mes", "mes_to_crm")) if d in load]
+            writers = [writers[i] for i in active]
+            pollers = [pollers[i] for i in active]
             for t in pollers:
                 t.start()
             bridge.rss.reset()
@@ -199,8 +204,8 @@ def run(servers: Servers, workdir: Path, rate: int, seconds: float, tx_rows: int
         finally:
             peak = bridge.stop()
         results = []
-        for direction, writer, poller in (("crm_to_mes", writers[0], pollers[0]),
-                                          ("mes_to_crm", writers[1], pollers[1])):
+        names = [("crm_to_mes", "mes_to_crm")[i] for i in active]
+        for direction, writer, poller in zip(names, writers, pollers):
             lags = []
             for last_id, committed in writer.commits:
                 seen = poller.seen_at(last_id)
@@ -210,7 +215,7 @@ def run(servers: Servers, workdir: Path, rate: int, seconds: float, tx_rows: int
             lags.sort()
             span = writer.finished_at - start_at
             results.append(LagResult(
-                figure="lag", direction=direction, rate=rate,
+                figure="lag" if len(active) == 2 else "lag_one_way", direction=direction, rate=rate,
                 achieved_rate=round(len(writer.commits) * tx_rows / span) if span > 0 else 0,
                 tx_rows=tx_rows, transactions=len(lags),
                 p50_ms=round(_pct(lags, 50), 1), p95_ms=round(_pct(lags, 95), 1),

@@ -7,7 +7,9 @@
   bridge) to the sentinel's commit.
 * Write limit: the same rows written straight into a scratch copy of the target table by the
   target's fastest bulk path: COPY on PostgreSQL (10,000 rows per COPY and commit), multi-row
-  INSERT on MariaDB (1,000 rows per statement, commit every 10,000). For update loads:
+  INSERT on MariaDB (1,000 rows per statement, commit every 10,000; literals rendered by the
+  MES writer's `sql_literal`, about twice as fast as PyMySQL's executemany). Rendering the
+  rows is timed: any client has to. For update loads:
   COPY into a temporary table + UPDATE ... FROM (PostgreSQL), multi-row INSERT ... ON DUPLICATE
   KEY UPDATE (MariaDB), into a scratch table holding the original rows.
 """
@@ -113,17 +115,19 @@ def write_insert(env: Env, target_side: str, table: Table, rows: Sequence[tuple]
     name = _scratch(env, target_side, table)
     cols = table.columns
     if target_side == "mes":
+        from connectors.mysql.writer import sql_literal
+
         params = [R.for_mes(r) for r in rows]
-        query = (f"INSERT INTO `{name}` ({', '.join(f'`{c}`' for c in cols)}) "
-                 f"VALUES ({', '.join(['%s'] * len(cols))})")
+        prefix = f"INSERT INTO `{name}` ({', '.join(f'`{c}`' for c in cols)}) VALUES "
         conn = env.mes()
         try:
+            literal = sql_literal(conn)  # the fastest way to render literals this suite has
             with conn.cursor() as cur:
                 t0 = time.perf_counter()
                 for chunk in _chunks(params, 10_000):
-                    conn.begin()
                     for part in _chunks(chunk, 1000):
-                        cur.executemany(query, part)
+                        cur.execute(prefix + ",".join(
+                            ["(" + ",".join(map(literal, r)) + ")" for r in part]))
                     conn.commit()
                 return time.perf_counter() - t0
         finally:
@@ -147,19 +151,21 @@ def write_update(env: Env, target_side: str, table: Table, base: Sequence[tuple]
     cols = table.columns
     upd = R.update_columns(table)
     if target_side == "mes":
+        from connectors.mysql.writer import sql_literal
+
         _insert_mes(env, name, table, base)
         params = [R.for_mes(r) for r in new]
-        query = (f"INSERT INTO `{name}` ({', '.join(f'`{c}`' for c in cols)}) "
-                 f"VALUES ({', '.join(['%s'] * len(cols))}) ON DUPLICATE KEY UPDATE "
-                 + ", ".join(f"`{c}` = VALUES(`{c}`)" for c in upd))
+        prefix = f"INSERT INTO `{name}` ({', '.join(f'`{c}`' for c in cols)}) VALUES "
+        suffix = " ON DUPLICATE KEY UPDATE " + ", ".join(f"`{c}` = VALUES(`{c}`)" for c in upd)
         conn = env.mes()
         try:
+            literal = sql_literal(conn)
             with conn.cursor() as cur:
                 t0 = time.perf_counter()
                 for chunk in _chunks(params, 10_000):
-                    conn.begin()
                     for part in _chunks(chunk, 1000):
-                        cur.executemany(query, part)
+                        cur.execute(prefix + ",".join(
+                            ["(" + ",".join(map(literal, r)) + ")" for r in part]) + suffix)
                     conn.commit()
                 return time.perf_counter() - t0
         finally:

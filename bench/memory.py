@@ -18,17 +18,17 @@ from bench.streaming import DIRECTIONS
 
 _PG = """INSERT INTO bench_wide (id, customer_id, status, quantity, price, weight, active,
     due_date, created_at, updated_at, payload, note)
-SELECT g, 1 + (g * 7919) % 100000,
-  (ARRAY['new','queued','running','done','failed']::bench_status[])[1 + g % 5],
-  1 + g % 9999, ((g * 104729) % 100000000) / 100.0, (g % 100000) / 100.0, g % 2 = 0,
-  date '2024-01-01' + (g % 730)::int,
+SELECT g, 1 + (g * 7919) %% 100000,
+  (ARRAY['new','queued','running','done','failed']::bench_status[])[1 + g %% 5],
+  1 + g %% 9999, ((g * 104729) %% 100000000) / 100.0, (g %% 100000) / 100.0, g %% 2 = 0,
+  date '2024-01-01' + (g %% 730)::int,
   timestamptz '2024-01-01 00:00:00+00' + g * interval '1.234567 second',
   timestamptz '2024-01-01 00:00:00+00' + g * interval '1.5 second',
-  jsonb_build_object('sku', 'SKU-' || lpad((g % 1000000)::text, 6, '0'),
+  jsonb_build_object('sku', 'SKU-' || lpad((g %% 1000000)::text, 6, '0'),
     'tags', jsonb_build_array('red', 'bulk'),
-    'dims', jsonb_build_object('w', g % 500, 'h', g % 300, 'unit', 'mm'),
-    'lot', g * 31, 'inspected', g % 3 = 0),
-  CASE WHEN g % 10 < 3 THEN NULL ELSE repeat(md5(g::text), 2) END
+    'dims', jsonb_build_object('w', g %% 500, 'h', g %% 300, 'unit', 'mm'),
+    'lot', g * 31, 'inspected', g %% 3 = 0),
+  CASE WHEN g %% 10 < 3 THEN NULL ELSE repeat(md5(g::text), 2) END
 FROM generate_series(%s::bigint, %s::bigint) AS g"""
 
 _MES = """INSERT INTO bench_wide (id, customer_id, status, quantity, price, weight, active,

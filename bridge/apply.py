@@ -69,6 +69,7 @@ class Applier:
         self.target = target
         self.mapping = mapping
         self.source = source
+        self._target_side = source.other
         self.direction = direction_name(source)
         self.batch_rows = batch_rows
         self.resolver = resolver or Resolver.from_mapping(mapping, target_side=source.other)
@@ -232,15 +233,16 @@ class Applier:
         if row is None:
             return None
         out = {}
+        colinfo, target = tt.colinfo, self._target_side
         for col, value in row.items():
-            ci = tt.colinfo.get(col)
+            ci = colinfo.get(col)
             if ci is None or ci.generated:
                 continue
             if value is UNCHANGED or value is None:
                 out[col] = value
                 continue
             try:
-                out[col] = to_target(value, ci, self.source.other)
+                out[col] = to_target(value, ci, target)
             except Unrepresentable:
                 if strict:
                     raise
