@@ -10,6 +10,7 @@ into multi-row statements. Source order is kept, so foreign keys hold as they di
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import datetime
 from typing import Any, Callable
 
@@ -20,7 +21,7 @@ from bridge.mapping import Mapping, TableMapping
 from bridge.model import UNCHANGED, InvalidValue, Op, RowChange, Side, TxBegin, TxCommit
 from bridge.rowjson import to_jsonable
 from bridge.schema import TableInfo
-from bridge.types import to_target
+from bridge.types import converter
 from conflict.ops import Decision, Delete, Incoming, Insert, Update, WriteOp
 from conflict.resolve import Resolver
 from connectors.base import ChangeTarget
@@ -45,6 +46,11 @@ class TargetTable:
     key: list[str]  # target key columns
     columns: list[str]  # mapped, writable target columns
     colinfo: dict[str, Any]
+    # source column -> (target column, value map or None, converter or None (a generated
+    # target column: never written), target ColumnInfo); built once, used for every row
+    plan: dict[str, tuple[str, dict | None, Any, Any]] = field(default_factory=dict)
+    # the target writer's row renderer (MySQL INSERT text), used ahead of time by precompute
+    render: Callable[[tuple], str | None] | None = None
 
 
 @dataclass
@@ -115,8 +121,16 @@ class Applier:
                 elif not ci.generated:
                     cols.append(tcol)
             key = list(tm.keys[self.source.other])
+            plan = {}
+            for src_col, tcol in tm.names[self.source].items():
+                ci = info.columns.get(tcol)
+                if ci is not None:
+                    plan[src_col] = (tcol, tm.values[self.source].get(src_col),
+                                     None if ci.generated else converter(ci), ci)
+            renderer = getattr(self.target, "row_renderer", None)
             self._tables[tm.table(self.source)] = TargetTable(
-                tm, info, target_name, key, cols, info.columns
+                tm, info, target_name, key, cols, info.columns, plan,
+                renderer() if renderer is not None else None,
             )
         if problems:
             raise SetupError("; ".join(problems) + " (fix the mapping or the schema, then run `check`)")
@@ -228,49 +242,93 @@ class Applier:
         self.in_group = False
         self.target.rollback()
 
-    # --- conversion -----------------------------------------------------------------------
+    # --- conversion ---------------------------------------------------------------------
     def _convert(self, tt: TargetTable, row: dict | None, strict: bool) -> dict | None:
+        """Map (rename, value maps, drop unmapped) and convert a source row to the target's
+        names and types in one pass. Unrepresentable values raise when `strict`, else become
+        InvalidValue (a before image only serves conflict detection)."""
         if row is None:
             return None
         out = {}
-        colinfo, target = tt.colinfo, self._target_side
+        plan, to_mes = tt.plan, self._target_side is Side.MES
         for col, value in row.items():
-            ci = colinfo.get(col)
-            if ci is None or ci.generated:
+            p = plan.get(col)
+            if p is None:
+                continue  # not mapped
+            tcol, vmap, fn, ci = p
+            if value is None or value is UNCHANGED:
+                if fn is not None:
+                    out[tcol] = value
                 continue
-            if value is UNCHANGED or value is None:
-                out[col] = value
+            if vmap is not None:
+                value = vmap.get(value, value)
+            if fn is None:
+                continue  # a generated target column is never written
+            if type(value) is InvalidValue:
+                if strict:
+                    raise Unrepresentable(ci.name, value.reason)
+                out[tcol] = value
                 continue
             try:
-                out[col] = to_target(value, ci, target)
+                out[tcol] = fn(value, ci, to_mes)
             except Unrepresentable:
                 if strict:
                     raise
-                out[col] = value if isinstance(value, InvalidValue) else InvalidValue(str(value), "unrepresentable")
+                out[tcol] = InvalidValue(str(value), "unrepresentable")
         return out
 
-    def _incoming(self, tt: TargetTable, change: RowChange) -> Incoming | None:
-        tm = tt.mapping
-        after_src = tm.map_row(self.source, change.after)
-        before_src = tm.map_row(self.source, change.before)
+    def precompute(self, change: RowChange) -> None:
+        """Map and convert a change for its target ahead of time, in another thread (the
+        read-ahead thread, while this one waits on the target), into `change.prepared`: the
+        Incoming (rendered for the writer where it can be), or the Unrepresentable to
+        dead-letter. Pure and thread-safe: it reads only the tables' plans, fixed once
+        `prepare` has run. Anything unexpected is left for `add` to meet in its own thread."""
+        tt = self._tables.get(change.table)
+        if tt is None or change.op is Op.TRUNCATE:
+            return
         try:
-            after = self._convert(tt, after_src, strict=True)
+            change.prepared = (tt, self._prepare_incoming(tt, change, render=True))
+        except Exception:  # noqa: BLE001 - converted again, and raised, in the applying thread
+            change.prepared = None
+
+    def _prepare_incoming(self, tt: TargetTable, change: RowChange,
+                          render: bool = False) -> Incoming | Unrepresentable | None:
+        """The change in target names and values; Unrepresentable for an after image the
+        target cannot hold; None when it carries no key. No I/O, no transaction state."""
+        try:
+            after = self._convert(tt, change.after, strict=True)
         except Unrepresentable as exc:
-            self._dead_letter(tt, change, after_src or before_src, exc.reason, exc.column)
-            return None
-        before = self._convert(tt, before_src, strict=False)
-        new_key = tuple(after[k] for k in tt.key) if after else None
+            return exc
+        before = self._convert(tt, change.before, strict=False)
+        new_key = tuple([after[k] for k in tt.key]) if after else None
         if before and all(k in before and before[k] is not UNCHANGED for k in tt.key):
-            old_key = tuple(before[k] for k in tt.key)
+            old_key = tuple([before[k] for k in tt.key])
         else:
             old_key = new_key
         if old_key is None:
-            self._dead_letter(tt, change, before_src, "change carries no key values", None)
             return None
-        return Incoming(
-            op=change.op, source=self.source, table=tt.name, before=before, after=after,
-            old_key=old_key, new_key=new_key or old_key, commit_ts=self._tx.commit_ts,
-        )
+        text = None
+        if render and tt.render is not None and after is not None and len(after) == len(tt.columns):
+            values = tuple([after.get(c, UNCHANGED) for c in tt.columns])
+            if UNCHANGED not in values:
+                text = tt.render(values)
+        return Incoming(change.op, self.source, tt.name, before, after, old_key,
+                        new_key or old_key, None, None, text)
+
+    def _incoming(self, tt: TargetTable, change: RowChange) -> Incoming | None:
+        pre = change.prepared
+        inc = pre[1] if pre is not None and pre[0] is tt else self._prepare_incoming(tt, change)
+        if type(inc) is Incoming:
+            inc.commit_ts = self._tx.commit_ts
+            return inc
+        if inc is None:
+            self._dead_letter(tt, change, tt.mapping.map_row(self.source, change.before),
+                              "change carries no key values", None)
+            return None
+        tm = tt.mapping
+        src = tm.map_row(self.source, change.after) or tm.map_row(self.source, change.before)
+        self._dead_letter(tt, change, src, inc.reason, inc.column)  # type: ignore[union-attr]
+        return None
 
     # --- batches --------------------------------------------------------------------------
     def flush(self) -> None:
@@ -311,9 +369,13 @@ class Applier:
                tx_of: dict[int, TxStats]) -> None:
         if not planned:
             return
+        # an Insert of exactly the incoming row (no conflict changed it) may have its text
+        # rendered already (precompute)
+        rendered = {id(op): inc.rendered for inc, op in planned
+                    if inc.rendered is not None and type(op) is Insert and op.row is inc.after}
         self.target.savepoint()
         try:
-            self._execute(tt, [op for _, op in planned])
+            self._execute(tt, [op for _, op in planned], rendered)
         except Exception as exc:  # classified below; anything not a data error propagates
             if self._action(exc) is not Action.DEAD_LETTER:
                 raise
@@ -346,18 +408,26 @@ class Applier:
             return Action.STOP
         return self._classify(exc)
 
-    def _execute(self, tt: TargetTable, ops: list[WriteOp]) -> None:
-        """Run ops in order, grouping consecutive ops of one shape into one driver call."""
+    def _execute(self, tt: TargetTable, ops: list[WriteOp],
+                 rendered: dict[int, str] | None = None) -> None:
+        """Run ops in order, grouping consecutive ops of one shape into one driver call.
+        `rendered`: pre-rendered insert texts by id(op), in `tt.columns` order."""
         i = 0
         while i < len(ops):
             op = ops[i]
             j = i + 1
             if isinstance(op, Insert):
                 cols = [c for c in tt.columns if c in op.row and op.row[c] is not UNCHANGED]
-                while j < len(ops) and isinstance(ops[j], Insert) and _same_cols(ops[j].row, cols):
+                colset = set(cols)
+                while j < len(ops) and isinstance(ops[j], Insert) and _same_cols(ops[j].row, colset):
                     j += 1
-                rows = [tuple(o.row[c] for c in cols) for o in ops[i:j]]  # type: ignore[union-attr]
-                self.target.insert_rows(tt.name, cols, rows)
+                get = itemgetter(*cols) if len(cols) > 1 else (lambda r, c=cols[0]: (r[c],))
+                rows = [get(o.row) for o in ops[i:j]]  # type: ignore[union-attr]
+                if rendered and cols == tt.columns:
+                    texts = [rendered.get(id(o)) for o in ops[i:j]]
+                    self.target.insert_rows(tt.name, cols, rows, texts)  # type: ignore[call-arg]
+                else:
+                    self.target.insert_rows(tt.name, cols, rows)
             elif isinstance(op, Update):
                 while j < len(ops) and isinstance(ops[j], Update):
                     j += 1
@@ -439,10 +509,11 @@ def _update_groups(run: list[Update], key: list[str]) -> list[tuple[tuple, list[
     return out
 
 
-def _same_cols(row: dict, cols: list[str]) -> bool:
-    return [c for c in row if row[c] is not UNCHANGED] == cols or (
-        set(c for c in row if row[c] is not UNCHANGED) == set(cols)
-    )
+def _same_cols(row: dict, colset: set[str]) -> bool:
+    """The row's written (not UNCHANGED) columns are exactly `colset`."""
+    if row.keys() == colset:
+        return not any(v is UNCHANGED for v in row.values())
+    return {c for c, v in row.items() if v is not UNCHANGED} == colset
 
 
 class _Lazy:

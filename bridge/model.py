@@ -165,6 +165,8 @@ class RowChange:
     `before` is the full old row (REPLICA IDENTITY FULL / binlog FULL image), or only the key
     columns, or None for inserts. `after` is None for deletes. Either may hold UNCHANGED.
     `table` is the source table as "schema.table" (PostgreSQL) or "database.table" (MySQL).
+    `prepared` is the applier's own cache: the row already mapped and converted for the
+    target, filled ahead of time by the read-ahead thread (`Applier.precompute`).
     """
 
     op: Op
@@ -172,6 +174,7 @@ class RowChange:
     before: Row | None
     after: Row | None
     key: Row = field(default_factory=dict)
+    prepared: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)

@@ -159,7 +159,8 @@ class Direction:
             stored = position_from_text(stored_text) if stored_text else None
             source = self.make_source(stored)
             if self.settings.read_ahead_events > 0:
-                source = ReadAhead(source, self.settings.read_ahead_events)
+                source = ReadAhead(source, self.settings.read_ahead_events,
+                                   prepare=applier.precompute)
             self.sessions += 1
             self.log.info("streaming", resume_from=str(stored) if stored else "start")
             hook = self.backfill(target, applier) if self.backfill is not None else None

@@ -19,6 +19,10 @@ What stays exactly as with the source alone:
   passed on within about that time; the last one is passed on before the source is closed;
 * close: the reading thread closes the source itself when it stops (never two threads on one
   connection).
+* prepare: an optional function run on every RowChange in the reading thread before it is
+  queued (the applier converts the row for its target there: `Applier.precompute`), so that
+  work too overlaps the applying thread's waits. It must not raise and must only fill
+  `RowChange.prepared`.
 Memory: at most `max_events` (+ one chunk) decoded events wait in the queue.
 """
 
@@ -27,11 +31,11 @@ from __future__ import annotations
 import queue
 import sys
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import structlog
 
-from bridge.model import Event, Idle, Position, TxCommit
+from bridge.model import Event, Idle, Position, RowChange, TxCommit
 from connectors.base import ChangeSource
 
 log = structlog.get_logger("bridge.readahead")
@@ -54,9 +58,11 @@ class _Failed:
 class ReadAhead:
     """`connectors.base.ChangeSource` that runs another one in a thread (see the module doc)."""
 
-    def __init__(self, source: ChangeSource, max_events: int = 4096, chunk: int = 256):
+    def __init__(self, source: ChangeSource, max_events: int = 4096, chunk: int = 256,
+                 prepare: Callable[[RowChange], None] | None = None):
         self.side = source.side
         self.source = source
+        self._prepare = prepare
         self._chunk = max(1, chunk)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_events // self._chunk))
         self._stop = threading.Event()
@@ -125,10 +131,13 @@ class ReadAhead:
     def _run(self) -> None:
         buf: list[Event] = []
         chunk = self._chunk
+        prepare = self._prepare
         try:
             for ev in self.source.events():
                 buf.append(ev)
                 kind = type(ev)
+                if kind is RowChange and prepare is not None:
+                    prepare(ev)
                 if kind is TxCommit or (kind is Idle and not ev.pending) or len(buf) >= chunk:
                     if not self._put(buf):
                         return

@@ -25,6 +25,7 @@ class Incoming:
     new_key: tuple
     commit_ts: datetime | None = None
     position: str | None = None
+    rendered: str | None = None  # `after` as the target writer renders an inserted row, if known
 
 
 @dataclass(slots=True)

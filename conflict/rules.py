@@ -34,8 +34,13 @@ from conflict.policy import Policy
 
 
 def sent(row: Row | None) -> dict[str, Any]:
-    """Columns of a row whose value was actually sent (not UNCHANGED)."""
-    return {c: v for c, v in (row or {}).items() if v is not UNCHANGED}
+    """Columns of a row whose value was actually sent (not UNCHANGED). The row itself when
+    every value was sent (the common case: no copy), so the result must not be mutated."""
+    if not row:
+        return {}
+    if UNCHANGED not in row.values():  # identity first, then == (no type equals UNCHANGED)
+        return row
+    return {c: v for c, v in row.items() if v is not UNCHANGED}
 
 
 def _eq(policy: Policy, col: str, a: Any, b: Any) -> bool:

@@ -32,6 +32,7 @@ __all__ = [
     "float32_shortest",
     "json_dumps",
     "json_loads",
+    "converter",
     "normalize",
     "to_target",
     "values_equal",
@@ -70,6 +71,13 @@ def to_target(value: Any, col: ColumnInfo, target: Side) -> Any:
     if type(value) is InvalidValue:
         raise Unrepresentable(col.name, value.reason)
     return _TO_TARGET[col.family](value, col, target == _MES)
+
+
+def converter(col: ColumnInfo) -> Converter:
+    """The family converter `to_target` dispatches to for `col`, for callers that convert
+    many values of one column: `fn(value, col, to_mes)`. The caller handles what
+    `to_target` checks first: None, UNCHANGED, InvalidValue and generated columns."""
+    return _TO_TARGET[col.family]
 
 
 # --- comparison --------------------------------------------------------------------------

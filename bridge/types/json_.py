@@ -31,6 +31,9 @@ def _no_constant(name: str) -> Any:
 
 _DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_no_constant)
 # Integers beyond Python's int-from-text digit limit (4300) go through Decimal.
+# validation only: floats as float and huge ints as text are cheaper than Decimal, and
+# the parsed value is thrown away
+_SCAN = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=_no_constant)
 _BIG_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=Decimal, parse_constant=_no_constant)
 
 
@@ -199,10 +202,32 @@ def _has_nul(obj: Any) -> bool:
     return False
 
 
+def _verbatim_json(text: str, col: ColumnInfo, to_mes: bool) -> str | None:
+    """ASCII JSON text that the target can store as it is: valid (parsed here, by the C
+    scanner, with no Decimal work) and nothing for `to_json`'s checks to refuse (ASCII has no
+    surrogates or 4-byte characters; no \\u0000 for PostgreSQL; MySQL's binary JSON needs its
+    number check). The same value as the compact re-rendering, without re-rendering it.
+    None: take the full path (which also gives the precise refusal)."""
+    if to_mes:
+        if base_type(col.db_type) == "json":
+            return None
+    elif "\\u0000" in text:
+        return None
+    try:
+        _SCAN.decode(text)
+    except (ValueError, RecursionError):
+        return None
+    return text
+
+
 def to_json(value: Any, col: ColumnInfo, to_mes: bool) -> str:
     """Any JSON value (str and bytes are JSON text) -> compact JSON text for json, jsonb,
     MySQL JSON and MariaDB JSON (LONGTEXT) alike."""
     try:
+        if type(value) is str and value.isascii():
+            fast = _verbatim_json(value, col, to_mes)
+            if fast is not None:
+                return fast
         if isinstance(value, (str, bytes, bytearray, memoryview)):
             try:
                 value = json_loads(value)

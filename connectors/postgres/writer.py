@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.types.string import TextLoader
 
 from bridge.model import Side
-from bridge.schema import TableInfo
+from bridge.schema import Family, TableInfo
 from connectors.postgres import introspect
 
 _TZ_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO"
@@ -141,13 +141,37 @@ class PgTarget:
         out: dict[tuple, dict] = {}
         nkey = len(key)
         idx = [columns.index(k) for k in key]
+        by_array = self._int_key(table, key)
         for start in range(0, len(keys), 1000):
             chunk = keys[start:start + 1000]
-            query = self._fetch_query(table, columns, key, len(chunk))
-            cur = self._exec(query, [v for k in chunk for v in k] if nkey > 1 else [k[0] for k in chunk])
+            if by_array:  # one short statement whatever the batch size: parsed and planned once
+                query = self._fetch_any_query(table, columns, key[0])
+                params: list = [[k[0] for k in chunk]]
+            else:
+                query = self._fetch_query(table, columns, key, len(chunk))
+                params = [v for k in chunk for v in k] if nkey > 1 else [k[0] for k in chunk]
+            cur = self._exec(query, params)
             for row in cur.fetchall():
                 out[tuple(row[i] for i in idx)] = dict(zip(columns, row))
         return out
+
+    def _int_key(self, table: str, key: list[str]) -> bool:
+        """A single integer key column: its keys can be sent as one array parameter (an
+        integer array compares with any integer column through the index)."""
+        if len(key) != 1:
+            return False
+        info = self._tables.get(table)
+        ci = info.columns.get(key[0]) if info is not None else None
+        return ci is not None and ci.family is Family.INT and not ci.bool_like
+
+    def _fetch_any_query(self, table: str, columns: list[str], key: str) -> bytes:
+        shape = ("fetch_any", table, tuple(columns), key)
+        query = self._queries.get(shape)
+        if query is None:
+            composed = sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%s) FOR UPDATE").format(
+                _cols(columns), _ident(table), sql.Identifier(key))
+            query = self._remember(shape, composed)
+        return query
 
     def _fetch_query(self, table: str, columns: list[str], key: list[str], n: int) -> bytes:
         """The SELECT ... FOR UPDATE of `n` keys, composed once per shape (the same text
