@@ -21,7 +21,7 @@ from bridge.mapping import Mapping, TableMapping
 from bridge.model import UNCHANGED, InvalidValue, Op, RowChange, Side, TxBegin, TxCommit
 from bridge.rowjson import to_jsonable
 from bridge.schema import TableInfo
-from bridge.types import converter
+from bridge.types.fast import compile_converter
 from conflict.ops import Decision, Delete, Incoming, Insert, Update, WriteOp
 from conflict.resolve import Resolver
 from connectors.base import ChangeTarget
@@ -46,8 +46,8 @@ class TargetTable:
     key: list[str]  # target key columns
     columns: list[str]  # mapped, writable target columns
     colinfo: dict[str, Any]
-    # source column -> (target column, value map or None, converter or None (a generated
-    # target column: never written), target ColumnInfo); built once, used for every row
+    # source column -> (target column, value map or None, compiled converter or None (a
+    # generated target column: never written), target ColumnInfo); built once per session
     plan: dict[str, tuple[str, dict | None, Any, Any]] = field(default_factory=dict)
     # the target writer's row renderer (MySQL INSERT text), used ahead of time by precompute
     render: Callable[[tuple], str | None] | None = None
@@ -104,6 +104,7 @@ class Applier:
         """Load the target schema of every table flowing this way; refuse on mismatch."""
         self._tables.clear()
         problems: list[str] = []
+        to_mes = self._target_side is Side.MES
         for tm in self.mapping.tables:
             if not tm.flows_from(self.source):
                 continue
@@ -126,7 +127,7 @@ class Applier:
                 ci = info.columns.get(tcol)
                 if ci is not None:
                     plan[src_col] = (tcol, tm.values[self.source].get(src_col),
-                                     None if ci.generated else converter(ci), ci)
+                                     None if ci.generated else compile_converter(ci, to_mes), ci)
             renderer = getattr(self.target, "row_renderer", None)
             self._tables[tm.table(self.source)] = TargetTable(
                 tm, info, target_name, key, cols, info.columns, plan,
@@ -250,7 +251,7 @@ class Applier:
         if row is None:
             return None
         out = {}
-        plan, to_mes = tt.plan, self._target_side is Side.MES
+        plan = tt.plan
         for col, value in row.items():
             p = plan.get(col)
             if p is None:
@@ -270,7 +271,7 @@ class Applier:
                 out[tcol] = value
                 continue
             try:
-                out[tcol] = fn(value, ci, to_mes)
+                out[tcol] = fn(value)
             except Unrepresentable:
                 if strict:
                     raise

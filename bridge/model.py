@@ -53,6 +53,13 @@ class _Unchanged:
 UNCHANGED: Any = _Unchanged()
 
 
+class JsonText(str):
+    """JSON text the source database itself validated (a PostgreSQL json/jsonb value): a
+    converter need not parse it again to know it is JSON. Otherwise a plain str."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class InvalidValue:
     """A source value the reader could decode only as text (e.g. timestamp 'infinity').

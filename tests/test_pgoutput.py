@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.model import UNCHANGED, Idle, InvalidValue, Op, PgPosition, RowChange, Side, TxBegin, TxCommit
+from bridge.model import UNCHANGED, Idle, InvalidValue, JsonText, Op, PgPosition, RowChange, Side, TxBegin, TxCommit
 from connectors.postgres.pgoutput import (
     Begin,
     Column,
@@ -121,8 +121,9 @@ ALL_TYPES = [
     ("c_time", 1083, b"13:14:15.000001", time(13, 14, 15, 1)),
     ("c_bytea", 17, b"\\x00ff10", b"\x00\xff\x10"),
     ("c_uuid", 2950, b"12345678-1234-5678-1234-567812345678", uuid.UUID("12345678-1234-5678-1234-567812345678")),
-    ("c_json", 114, b'{"a": 1.10, "b": [1, 2.5e3]}', '{"a": 1.10, "b": [1, 2.5e3]}'),  # raw JSON text
-    ("c_jsonb", 3802, b'"just a string"', '"just a string"'),  # a bare JSON string stays JSON
+    # raw JSON text, marked as validated by the server
+    ("c_json", 114, b'{"a": 1.10, "b": [1, 2.5e3]}', JsonText('{"a": 1.10, "b": [1, 2.5e3]}')),
+    ("c_jsonb", 3802, b'"just a string"', JsonText('"just a string"')),  # a bare JSON string stays JSON
     ("c_enum", 91234, b"happy", "happy"),  # a user enum: unknown OID
     ("c_interval", 1186, b"1 day 02:00:00", "1 day 02:00:00"),  # not a bridge family: text
     ("c_int4_array", 1007, b"{1,2,3}", "{1,2,3}"),  # arrays travel as text too

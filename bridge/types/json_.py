@@ -12,6 +12,7 @@ import json
 from decimal import Decimal
 from typing import Any, Callable
 
+from bridge.model import JsonText
 from bridge.schema import ColumnInfo, Family
 from bridge.types.base import Converter, Normalizer, refuse, show, wrong_type
 from bridge.types.numeric import canonical_decimal
@@ -202,7 +203,7 @@ def _has_nul(obj: Any) -> bool:
     return False
 
 
-def _verbatim_json(text: str, col: ColumnInfo, to_mes: bool) -> str | None:
+def _verbatim_json(text: str, col: ColumnInfo, to_mes: bool, validated: bool = False) -> str | None:
     """ASCII JSON text that the target can store as it is: valid (parsed here, by the C
     scanner, with no Decimal work) and nothing for `to_json`'s checks to refuse (ASCII has no
     surrogates or 4-byte characters; no \\u0000 for PostgreSQL; MySQL's binary JSON needs its
@@ -213,6 +214,8 @@ def _verbatim_json(text: str, col: ColumnInfo, to_mes: bool) -> str | None:
             return None
     elif "\\u0000" in text:
         return None
+    if validated:  # JsonText: the source database parsed it
+        return str.__str__(text)
     try:
         _SCAN.decode(text)
     except (ValueError, RecursionError):
@@ -224,8 +227,9 @@ def to_json(value: Any, col: ColumnInfo, to_mes: bool) -> str:
     """Any JSON value (str and bytes are JSON text) -> compact JSON text for json, jsonb,
     MySQL JSON and MariaDB JSON (LONGTEXT) alike."""
     try:
-        if type(value) is str and value.isascii():
-            fast = _verbatim_json(value, col, to_mes)
+        t = type(value)
+        if (t is str or t is JsonText) and value.isascii():
+            fast = _verbatim_json(value, col, to_mes, validated=t is JsonText)
             if fast is not None:
                 return fast
         if isinstance(value, (str, bytes, bytearray, memoryview)):

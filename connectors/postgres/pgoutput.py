@@ -37,7 +37,7 @@ from psycopg.postgres import adapters as _global_adapters
 from psycopg.types.string import TextLoader
 
 from bridge.errors import Fatal
-from bridge.model import UNCHANGED, InvalidValue, Row
+from bridge.model import UNCHANGED, InvalidValue, JsonText, Row
 
 __all__ = [
     "Begin",
@@ -245,6 +245,14 @@ def _build_transformer() -> abc.Transformer:
     return Transformer(adapters)
 
 
+_JSON_OIDS = frozenset((114, 3802))  # json, jsonb
+
+
+def _load_json(raw: bytes) -> JsonText:
+    """json/jsonb as raw text, marked as validated by PostgreSQL (see JsonText)."""
+    return JsonText(str(raw, "utf-8"))
+
+
 def _invalid(raw: bytes, exc: Exception) -> InvalidValue:
     text = raw.decode("utf-8", "backslashreplace")
     if text in ("infinity", "-infinity"):
@@ -321,6 +329,8 @@ class PgOutputDecoder:
     def _loader(self, type_oid: int) -> Loader:
         """The load callable for a type OID (cached; str for anything not loaded natively)."""
         load = self._loaders.get(type_oid)
+        if load is None and type_oid in _JSON_OIDS:
+            load = self._loaders[type_oid] = _load_json
         if load is None:
             oid = type_oid if type_oid in LOADED_TYPE_OIDS else _TEXT_OID
             load = self._transformer.get_loader(oid, pq.Format.TEXT).load
