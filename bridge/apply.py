@@ -70,7 +70,7 @@ class Applier:
     """Applies one direction's changes to its target. Not thread-safe: one per direction."""
 
     def __init__(self, target: ChangeTarget, mapping: Mapping, source: Side, *,
-                 batch_rows: int = 500, resolver: Resolver | None = None,
+                 batch_rows: int = 2000, resolver: Resolver | None = None,
                  classify: Callable[[BaseException], Action] | None = None):
         self.target = target
         self.mapping = mapping

@@ -235,7 +235,7 @@ class BridgeSection(_Strict):
 
 
 class Apply(_Strict):
-    batch_rows: int = Field(500, ge=1, le=100_000, description="rows per statement batch")
+    batch_rows: int = Field(2000, ge=1, le=100_000, description="rows per statement batch")
     max_group_transactions: int = Field(
         50, ge=1, description="source transactions grouped into one target transaction"
     )

@@ -222,7 +222,6 @@ class MysqlTarget:
             return {}
         out: dict[tuple, dict] = {}
         idx = [columns.index(k) for k in key]
-        one = placeholders(len(key))
         # A locking read must probe the key, never scan the table: a scan locks (or, under
         # READ COMMITTED, waits for) every row it passes, unrelated application rows too, and
         # deadlocks with their writers. The optimizer picks a scan when the list is long for
@@ -232,13 +231,13 @@ class MysqlTarget:
         info = self._tables.get(table)
         hint = " FORCE INDEX (PRIMARY)" if info is not None and set(info.primary_key) == set(key) else ""
         step = max(1, _MAX_IN_VALUES // len(key))
+        literal = sql_literal(self.conn)  # type: ignore[arg-type]
+        head = f"SELECT {column_list(columns)} FROM {self._q(table)}{hint} WHERE ({column_list(key)}) IN ("
         for start in range(0, len(keys), step):
             chunk = keys[start:start + step]
-            query = (
-                f"SELECT {column_list(columns)} FROM {self._q(table)}{hint} "
-                f"WHERE ({column_list(key)}) IN ({', '.join([one] * len(chunk))}) FOR UPDATE"
-            )
-            cur = self._exec(query, [v for k in chunk for v in k])
+            # the key values rendered as insert_rows renders values (PyMySQL's literals)
+            values = ",".join(["(" + ",".join(map(literal, k)) + ")" for k in chunk])
+            cur = self._exec(head + values + ") FOR UPDATE")
             for row in cur.fetchall():
                 out[tuple(row[i] for i in idx)] = dict(zip(columns, row))
         return out
