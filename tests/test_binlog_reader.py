@@ -420,6 +420,27 @@ class TestFraming:
         c.until(lambda e: isinstance(e, Idle) and e.position == end)
         assert c.txs == []
 
+    def test_idle_follows_a_commit_at_once_when_caught_up(self, mes_db, collect) -> None:
+        """When nothing more has arrived after a transaction, Idle with the transaction's end
+        position comes right after its TxCommit, not idle_seconds later; within a backlog,
+        an Idle after a commit carries that commit's position."""
+        _sql(mes_db, "CREATE TABLE orders (id INT PRIMARY KEY)")
+        start = _position(mes_db)
+        for i in range(20):
+            _sql(mes_db, "INSERT INTO orders VALUES (%s)", args=(i,))
+        c = collect(_reader(mes_db, start, idle=30.0, heartbeat=10.0))  # timers out of play
+        c.commits(20)
+        for i in range(20, 23):
+            _sql(mes_db, "INSERT INTO orders VALUES (%s)", args=(i,))
+            (tx,) = c.commits(1)
+            committed = time.monotonic()
+            idle = c.pull()
+            assert time.monotonic() - committed < 2.0
+            assert isinstance(idle, Idle) and idle.position == tx.commit.position and not idle.pending
+        for before, event in zip(c.events, c.events[1:]):
+            if isinstance(event, Idle):
+                assert isinstance(before, TxCommit) and event.position == before.position
+
     def test_starts_at_current_position_without_resume(self, mes_db, collect) -> None:
         """With resume=None, transactions committed before the start are not replayed."""
         _sql(mes_db, "CREATE TABLE orders (id INT PRIMARY KEY)", "INSERT INTO orders VALUES (1)")
@@ -651,6 +672,37 @@ class TestOutages:
             c = collect(_reader(dsn, start))
             with pytest.raises(SetupError, match="carry no column names"):
                 c.until(lambda e: False, timeout=15)
+
+
+class TestTls:
+    def test_tls_stream_decodes_and_idles_after_a_commit(self, tmp_path, collect) -> None:
+        """Against a server with TLS (which PyMySQL then uses by default) rows decode as
+        without it, and Idle still follows a commit at once (no complete TLS record waiting
+        is "nothing pending")."""
+        import shutil
+        import ssl
+        import subprocess
+
+        if shutil.which("openssl") is None:
+            pytest.skip("openssl is needed to make the test certificate")
+        key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True)
+        with MariaDBServer(settings={"ssl-cert": str(cert), "ssl-key": str(key)}) as server:
+            server.create_database("mes")
+            dsn = server.dsn("mes")
+            _sql(dsn, "CREATE TABLE orders (id INT PRIMARY KEY, note VARCHAR(40), amount DECIMAL(9,2))")
+            start = _position(dsn)
+            _sql(dsn, "INSERT INTO orders VALUES (1, 'über', -12.5)")
+            c = collect(_reader(dsn, start, idle=30.0, heartbeat=10.0))
+            (tx,) = c.commits(1)
+            assert isinstance(c.reader._stream._stream_connection._sock, ssl.SSLSocket)  # TLS in use
+            assert tx.rows[0].after == {"id": 1, "note": "über", "amount": Decimal("-12.50")}
+            committed = time.monotonic()
+            idle = c.pull()
+            assert time.monotonic() - committed < 2.0
+            assert isinstance(idle, Idle) and idle.position == tx.commit.position
 
 
 class TestLargeTransaction:
