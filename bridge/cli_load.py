@@ -67,7 +67,7 @@ def _database_errors() -> tuple[type[BaseException], ...]:
 @click.option("--from", "from_side", type=click.Choice(["crm", "mes"]),
               help="Side that holds the data; required for tables that flow both ways.")
 @click.option("--chunk-rows", type=click.IntRange(1, 100_000), default=None,
-              help="Rows per chunk (default 4096).")
+              help="Rows per chunk (default 16384).")
 @click.option("--key-min", default=None, metavar="KEY",
               help="Copy keys >= KEY only (a JSON array for multi-column keys).")
 @click.option("--key-max", default=None, metavar="KEY", help="Copy keys <= KEY only.")

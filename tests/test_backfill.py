@@ -17,7 +17,8 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -255,6 +256,95 @@ class TestConverter:
         assert rows == [(3, "z", None)]
         assert [d.key for d in dead] == [{"oid": 1}, {"oid": 2}]
         assert "microseconds" in dead[0].reason and "zero date" in dead[1].reason
+
+
+class TestIdentityConversions:
+    """Column pairs whose conversion is an identity skip `to_target`; nothing else changes."""
+
+    def _conv(self, source: Side, pairs: list[tuple[ColumnInfo, ColumnInfo]]) -> RowConverter:
+        names = [f"c{i}" for i in range(len(pairs))]
+        cfg = parse_config({
+            "bridge": {"name": "t"}, "crm": {"dsn": "postgresql://u@h/crm"},
+            "mes": {"dsn": "mysql://u@h/mes", "server_id": 9},
+            "tables": [{"crm": "public.t", "mes": "t", "key": ["c0"],
+                        "columns": {n: n for n in names}}]})
+        tm = Mapping.from_config(cfg).tables[0]
+        side = source.other.value
+        info = TableInfo(side, side, "t", {n: replace(d, name=n) for n, (_, d) in zip(names, pairs)})
+        return RowConverter(tm, source, names, info, [replace(s, name=n)
+                                                      for n, (s, _) in zip(names, pairs)])
+
+    def test_only_provable_pairs_are_identities_and_values_match_to_target(self) -> None:
+        """int4 -> BIGINT and a PG enum into a wider ENUM pass unchanged; BIGINT UNSIGNED ->
+        bigint does not (its top half does not fit) and still dead-letters what cannot fit."""
+        from bridge.types import to_target
+
+        pairs = [
+            (ColumnInfo("x", Family.INT, "bigint", int_bits=64),
+             ColumnInfo("x", Family.INT, "bigint", int_bits=64)),
+            (ColumnInfo("x", Family.INT, "integer", int_bits=32),
+             ColumnInfo("x", Family.INT, "bigint", int_bits=64)),
+            (ColumnInfo("x", Family.ENUM, "kind", enum_values=("a", "b")),
+             ColumnInfo("x", Family.ENUM, "enum('a','b','c')", enum_values=("a", "b", "c"))),
+            (ColumnInfo("x", Family.INT, "bigint", int_bits=64),
+             ColumnInfo("x", Family.INT, "int", int_bits=32)),
+            (ColumnInfo("x", Family.TIMESTAMPTZ, "timestamptz"),
+             ColumnInfo("x", Family.TIMESTAMP, "datetime(6)")),
+        ]
+        conv = self._conv(Side.CRM, pairs)
+        assert [st.same for st in conv._steps] == [int, int, str, None, None]
+        at = datetime(2024, 5, 1, 12, 0, 0, 5, tzinfo=UTC)
+        rows = [(1, -2**31, "b", 2**31 - 1, at), (2, None, "a", 2**31, at), (3, 7, "a", 0, None)]
+        out, dead = conv.convert_all(rows)
+        want = tuple(to_target(v, d, Side.MES) for v, (_, d) in zip(rows[0], pairs))
+        assert out[0] == want and [type(v) for v in out[0]] == [type(v) for v in want]
+        assert dead == 1 and "out of range" in out[1].reason  # 2**31 into INT
+        assert out[2] == (3, 7, "a", 0, None)
+
+    def test_mes_enum_and_unsigned_are_never_identities(self) -> None:
+        """A MySQL ENUM may hold '' (invalid value); BIGINT UNSIGNED exceeds bigint."""
+        pairs = [
+            (ColumnInfo("x", Family.INT, "bigint unsigned", int_bits=64, unsigned=True),
+             ColumnInfo("x", Family.INT, "bigint", int_bits=64)),
+            (ColumnInfo("x", Family.ENUM, "enum('a')", enum_values=("a",)),
+             ColumnInfo("x", Family.ENUM, "kind", enum_values=("a",))),
+            (ColumnInfo("x", Family.DATE, "date"), ColumnInfo("x", Family.DATE, "date")),
+            (ColumnInfo("x", Family.FLOAT, "double", float_bits=64),
+             ColumnInfo("x", Family.FLOAT, "double precision", float_bits=64)),
+        ]
+        conv = self._conv(Side.MES, pairs)
+        assert [st.same for st in conv._steps] == [None, None, date, float]
+        out, dead = conv.convert_all([(2**63, "", date(2024, 1, 2), 1.5),
+                                      (1, "a", InvalidValue("0000-00-00", "zero date"), 0.5)])
+        assert dead == 2
+        assert "out of range" in out[0].reason and "zero date" in out[1].reason
+
+
+class TestFastReads:
+    def test_date_decoders_match_pymysql(self) -> None:
+        """The chunk reader's DATETIME/DATE decoders give PyMySQL's values, zero dates as text."""
+        import pymysql.converters as conv
+
+        from bridge.backfill.source import _date_text, _datetime_text
+
+        for text in ("2024-01-01 00:00:00", "2024-01-01 00:00:00.5", "1000-01-01 00:00:00.123",
+                     "9999-12-31 23:59:59.999999", "0000-00-00 00:00:00", "2024-00-10 00:00:00",
+                     "2024-02-30 10:00:00", "2024-01-01 24:00:00", "2024-01-01"):
+            got, want = _datetime_text(text), conv.convert_datetime(text)
+            assert got == want and type(got) is type(want), text
+        for text in ("2024-01-01", "0000-00-00", "2024-02-30", "1000-01-01", "2024-13-01"):
+            got, want = _date_text(text), conv.convert_date(text)
+            assert got == want and type(got) is type(want), text
+
+    def test_key_normalizer_matches_norm_key(self) -> None:
+        """The planned key normal form equals `norm_key`, for int keys and others."""
+        from bridge.backfill.window import key_normalizer
+
+        text = ColumnInfo("k", Family.TEXT, "char(4)", max_length=4, fixed_length=True)
+        flag = ColumnInfo("f", Family.INT, "tinyint(1)", int_bits=8, bool_like=True)
+        for infos, idx, row in (((INT,), [1], ("x", 5)), ((INT,), [0], ("7", 1)),
+                                ((flag,), [0], (1,)), ((INT, text), [0, 1], (3, "ab  "))):
+            assert key_normalizer(idx, infos)(row) == norm_key([row[i] for i in idx], infos)
 
 
 class TestFramerMarks:
@@ -748,5 +838,93 @@ def test_backfill_both_table_needs_from_and_existing_rows_follow_the_rule(
         assert len(dl) == 1 and "microseconds" in dl[0][1]
         conflicts = env.mes(f"SELECT conflict_type, winner FROM {env.config.state_prefix}conflicts")
         assert conflicts == [("insert_exists", "crm")]
+    finally:
+        env.close()
+
+
+# --- the fast paths ---------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_mysql_chunk_reads_match_pymysql(pg_server, mariadb_server, tmp_path) -> None:
+    """The chunk reader's own row parsing and date decoders return what PyMySQL returns, for
+    NULLs, values of 251+ and 65536+ bytes (2- and 3-byte lengths), zero dates, DECIMAL,
+    DATETIME(3), JSON, BIT and ENUM."""
+    import pymysql
+
+    from bridge.backfill.source import MysqlChunkSource, ReadPlan
+
+    mes = ["""CREATE TABLE r (id INT PRIMARY KEY, t MEDIUMTEXT, d DATE, dt DATETIME(3),
+              n DECIMAL(30,10), j JSON, b BIT(5), e ENUM('x','y'), f DOUBLE, u BIGINT UNSIGNED)
+              DEFAULT CHARSET=utf8mb4"""]
+    env = BridgeEnv(pg_server, mariadb_server, tmp_path, ["CREATE TABLE r (id int PRIMARY KEY)"],
+                    mes, tables=[{"crm": "public.r", "mes": "r", "direction": "mes_to_crm",
+                                  "key": ["id"], "columns": {"id": "id"}}])
+    try:
+        rows = [(1, "a" * 300, "2024-02-29", "2024-01-01 10:00:00.123", "-12345.0000000001",
+                 '{"a": [1, 2.50]}', 5, "y", 1e300, 2**64 - 1),
+                (2, "é" * 40_000, None, None, None, None, None, None, None, None),
+                (3, "", "1000-01-01", "9999-12-31 23:59:59.999", "0", "null", 0, "x", -0.0, 0)]
+        for r in rows:
+            env.mes("INSERT INTO r VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", r)
+        c = pymysql.connect(host="127.0.0.1", port=env.my.port, user="root",
+                            database=env.mes_db, autocommit=True, charset="utf8mb4",
+                            sql_mode="", init_command="SET time_zone='+00:00'")
+        with c.cursor() as cur:
+            cur.execute("INSERT INTO r (id, d, dt) VALUES (4, '0000-00-00', '0000-00-00 00:00:00')")
+        c.close()
+        src = MysqlChunkSource(env.config)
+        try:
+            info = src.table_info(f"{env.mes_db}.r")
+            cols = ("id", "t", "d", "dt", "n", "j", "b", "e", "f", "u")
+            plan_ = ReadPlan(f"{env.mes_db}.r", cols, ("id",), tuple(info.columns[c] for c in cols))
+            got = src.read_chunk(plan_, None, False, None, 10, [(2,), (4,)])
+            plain = src._fix(plan_, src._query(f"SELECT {', '.join(cols)} FROM r ORDER BY id"))
+        finally:
+            src.close()
+        assert got.range_rows == 4
+        want = plain + [plain[1], plain[3]]
+        assert got.rows == want
+        assert [[type(v) for v in r] for r in got.rows] == [[type(v) for v in r] for r in want]
+        assert isinstance(got.rows[3][2], InvalidValue) and got.rows[1][1] == "é" * 40_000
+    finally:
+        env.close()
+
+
+_UNIQUE_CRM = ["CREATE TABLE u (id int PRIMARY KEY, code text UNIQUE, v text)",
+               "ALTER TABLE u REPLICA IDENTITY FULL"]
+_UNIQUE_MES = ["CREATE TABLE u (id INT PRIMARY KEY, code VARCHAR(20) UNIQUE, v VARCHAR(20)) "
+               "DEFAULT CHARSET=utf8mb4"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("source", [Side.CRM, Side.MES], ids=["crm_to_mes", "mes_to_crm"])
+def test_bulk_insert_into_an_empty_key_range_falls_back_on_a_unique_collision(
+        pg_server, mariadb_server, tmp_path, source: Side) -> None:
+    """A chunk whose key range the target does not hold is written in one bulk insert; when
+    that insert meets another unique value (here `code`, held by a target row outside the
+    range) nothing of it stays: the general path inserts the other rows and dead-letters
+    the colliding one. A later chunk whose range holds a target row goes through the
+    conflict rule (the chunk wins, one-way table)."""
+    direction = f"{source.value}_to_{source.other.value}"
+    tables = [{"crm": "public.u", "mes": "u", "direction": direction, "key": ["id"],
+               "columns": {"id": "id", "code": "code", "v": "v"}}]
+    env = BridgeEnv(pg_server, mariadb_server, tmp_path, _UNIQUE_CRM, _UNIQUE_MES, tables=tables)
+    src_sql, tgt_sql = (env.crm, env.mes) if source is Side.CRM else (env.mes, env.crm)
+    try:
+        for i in range(1, 21):
+            src_sql("INSERT INTO u VALUES (%s, %s, %s)", (i, f"c{i}", "src"))
+        tgt_sql("INSERT INTO u VALUES (100, 'c5', 'tgt')")  # outside chunk 1..10, same code as 5
+        tgt_sql("INSERT INTO u VALUES (15, 'c15', 'old')")  # inside chunk 11..20
+        out = backfill(env, source, chunk_rows=10)
+        assert out.ok, out.errors
+        req = progress(env, "public.u", direction)
+        assert (req.rows_copied, req.dead_letters, req.chunks) == (19, 1, 2)
+        got = [tuple(r) for r in tgt_sql("SELECT id, code, v FROM u ORDER BY id")]
+        want = [(i, f"c{i}", "src") for i in range(1, 21) if i != 5] + [(100, "c5", "tgt")]
+        assert got == want
+        prefix = env.config.state_prefix if source is Side.CRM else f"{env.config.state_schema}."
+        dl = tgt_sql(f"SELECT row_key FROM {prefix}dead_letters")
+        assert len(dl) == 1 and '5' in str(dl[0][0])
     finally:
         env.close()

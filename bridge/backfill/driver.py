@@ -44,7 +44,7 @@ from bridge.apply import TargetTable, direction_name
 from bridge.backfill.convert import DeadRow, RowConverter
 from bridge.backfill.model import BackfillError, ChunkCounts, KeyCodec, Request, Status
 from bridge.backfill.names import mysql_marks_table, pg_marks_table
-from bridge.backfill.prefetch import Item, Prefetcher, Prepared, WindowHub
+from bridge.backfill.prefetch import Prefetcher, Prepared, WindowHub
 from bridge.backfill.sink import open_sink
 from bridge.backfill.source import ChunkSource, ReadPlan, open_source
 from bridge.backfill.store import MysqlProgressStore, PgProgressStore, ProgressStore
@@ -75,6 +75,7 @@ POLL_SECONDS = 1.0
 SLOW_HIGH_SECONDS = 60.0
 REVERSE_MARGIN_SECONDS = 30.0  # `both` tables: the other side's changes this long before a window
 READ_AHEAD = 2  # chunks prepared and not yet written
+REMEMBER_BATCH = 1024  # stream keys recorded for the other direction at most this many at once
 
 
 @dataclass
@@ -139,6 +140,10 @@ class BackfillDriver:
         self._both = {t.table(source): t.crm_table for t in mapping.tables
                       if t.spec.direction == "both"}
         self._keys = {t.table(source): t.keys[source] for t in mapping.tables}
+        # keys seen in the stream, recorded in `recent` at the end of their transaction (or
+        # every REMEMBER_BATCH keys): one clock read and one lock per batch, not per row
+        self._seen: dict[str, list[NormKey]] = {}
+        self._seen_n = 0
 
     # --- hook API (called by the direction's thread) -------------------------------------
     def on_begin(self, ev: TxBegin) -> None:
@@ -156,6 +161,8 @@ class BackfillDriver:
 
     def between(self, applier: Any, ev: TxCommit | Idle) -> None:
         """Between source transactions: look for work, check on the read-ahead worker."""
+        if self._seen_n:
+            self._record_seen()
         a = self.active
         if a is None:
             if not applier.in_group and self._clock() >= self.next_poll:
@@ -175,6 +182,8 @@ class BackfillDriver:
             audit_log.info(event, **fields)
 
     def close(self) -> None:
+        if self._seen_n:
+            self._record_seen()
         if self.active is not None:
             self.active.worker.stop()
             self.active = None
@@ -235,7 +244,7 @@ class BackfillDriver:
         tinfo = self.target.table_info(target_name)
         if tinfo is None:
             raise BackfillError(f"target table {target_name} does not exist")
-        conv = RowConverter(tm, self.side, columns, tinfo)
+        conv = RowConverter(tm, self.side, columns, tinfo, plan.infos)
         tt = TargetTable(tm, tinfo, target_name, list(tm.keys[self.side.other]), conv.columns,
                          tinfo.columns)
         if req.last_key is not None:
@@ -343,19 +352,24 @@ class BackfillDriver:
             return
         excluded = win.changed
         if a.both and self.recent is not None:
-            excluded |= self._reverse_changes(a, p.items, win.opened - REVERSE_MARGIN_SECONDS)
-        kept = [it for it in p.items if it.nk not in excluded]
-        counts = ChunkCounts(read=len(p.items), skipped=len(p.items) - len(kept))
+            excluded |= self._reverse_changes(a, p, win.opened - REVERSE_MARGIN_SECONDS)
+        converted = p.converted
+        if excluded:
+            converted = [c for nk, c in zip(p.keys, converted) if nk not in excluded]
+        counts = ChunkCounts(read=len(p.keys), skipped=len(p.keys) - len(converted))
         position = f"backfill:{a.req.request_id}:{p.seq}"
-        rows = [it.converted for it in kept if not isinstance(it.converted, DeadRow)]
-        dead = [it.converted for it in kept if isinstance(it.converted, DeadRow)]
+        if p.dead:
+            rows = [c for c in converted if not isinstance(c, DeadRow)]
+            dead = [c for c in converted if isinstance(c, DeadRow)]
+        else:
+            rows, dead = converted, []
         self.writer.write(applier, a.target, rows, dead, counts, position, p.read.read_at)
         # rows left to the stream that it could not create: their last image, or read again
-        images, again = self._stream_images(a, p.items, win)
+        images, again = self._stream_images(a, p, win)
         if images:
             extra = ChunkCounts()
-            converted, dead_images = a.target.conv.convert(images)
-            self.writer.write(applier, a.target, converted, dead_images, extra, position,
+            converted_images, dead_images = a.target.conv.convert(images)
+            self.writer.write(applier, a.target, converted_images, dead_images, extra, position,
                               p.read.read_at)
             counts.written += extra.written
             counts.dead += extra.dead
@@ -385,46 +399,67 @@ class BackfillDriver:
             self.active = None
             self.next_poll = 0.0
 
-    def _stream_images(self, a: _Active, items: list[Item],
+    def _stream_images(self, a: _Active, p: Prepared,
                        win: Window) -> tuple[list[tuple], dict[NormKey, tuple]]:
         """Chunk rows left to the stream whose last change was an UPDATE the target could not
         apply (it does not hold the row yet): (their after-images, as source rows to write;
         keys to read again because their image was not whole). See `Window`."""
+        if not win.updated:
+            return [], {}
         conv, plan = a.target.conv, a.plan
-        cands = [(it, conv.target_key(it.raw)) for it in items if it.nk in win.updated]
-        cands = [(it, tk) for it, tk in cands if tk is not None]
+        raws = p.read.rows
+        cands = [(raws[i], nk, conv.target_key(raws[i])) for i, nk in enumerate(p.keys)
+                 if nk in win.updated]
+        cands = [(raw, nk, tk) for raw, nk, tk in cands if tk is not None]
         if not cands:
             return [], {}
         key_infos = [conv.infos[i] for i in conv.key_index]
-        held = self.writer.held_keys(a.target, [tk for _, tk in cands])
+        held = self.writer.held_keys(a.target, [tk for _, _, tk in cands])
         images: list[tuple] = []
         again: dict[NormKey, tuple] = {}
         kidx = plan.key_index
-        for it, tk in cands:
+        for raw, nk, tk in cands:
             if norm_key(tk, key_infos) in held:
                 continue  # the stream's change applied to the row the target holds
-            image = win.updated[it.nk]
+            image = win.updated[nk]
             if image is not None and all(c in image for c in plan.columns):
                 images.append(tuple(image[c] for c in plan.columns))
             else:
-                again[it.nk] = tuple(it.raw[i] for i in kidx)
+                again[nk] = tuple(raw[i] for i in kidx)
         return images, again
 
-    def _reverse_changes(self, a: _Active, items: list[Item], since: float) -> set[NormKey]:
+    def _reverse_changes(self, a: _Active, p: Prepared, since: float) -> set[NormKey]:
         """Chunk keys the other side changed recently (see `RecentKeys`)."""
         assert self.recent is not None
         theirs = self.recent.since(a.req.table, self.side.other.value, since)
         if not theirs:
             return set()
         kidx = a.plan.key_index
-        return {it.nk for it in items if tuple(normalize(it.raw[i]) for i in kidx) in theirs}
+        return {nk for nk, raw in zip(p.keys, p.read.rows)
+                if tuple(normalize(raw[i]) for i in kidx) in theirs}
 
     def _remember(self, ev: RowChange) -> None:
-        assert self.recent is not None
-        table, key = self._both[ev.table], self._keys[ev.table]
+        key = self._keys[ev.table]
+        seen = self._seen.get(ev.table)
+        if seen is None:
+            seen = self._seen[ev.table] = []
         for image in (ev.before, ev.after):
             if image and all(k in image for k in key):
-                self.recent.record(table, self.side.value, tuple(normalize(image[k]) for k in key))
+                if len(key) == 1:
+                    seen.append((normalize(image[key[0]]),))
+                else:
+                    seen.append(tuple([normalize(image[k]) for k in key]))
+                self._seen_n += 1
+        if self._seen_n >= REMEMBER_BATCH:
+            self._record_seen()
+
+    def _record_seen(self) -> None:
+        assert self.recent is not None
+        for source_table, keys in self._seen.items():
+            if keys:
+                self.recent.record_many(self._both[source_table], self.side.value, keys)
+                keys.clear()
+        self._seen_n = 0
 
     def _audit(self, a: _Active, req: Request, counts: ChunkCounts, p: Prepared) -> dict:
         rows, n = p.read.rows, p.read.range_rows

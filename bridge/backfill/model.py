@@ -13,7 +13,7 @@ from bridge.model import Side
 from bridge.rowjson import from_jsonable, to_jsonable
 from bridge.schema import ColumnInfo
 
-DEFAULT_CHUNK_ROWS = 4096
+DEFAULT_CHUNK_ROWS = 16384
 MAX_CHUNK_ROWS = 100_000
 
 

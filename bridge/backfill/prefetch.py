@@ -23,7 +23,7 @@ import structlog
 
 from bridge.backfill.convert import DeadRow, RowConverter
 from bridge.backfill.source import ChunkRead, ChunkSource, ReadPlan
-from bridge.backfill.window import NormKey, Window, norm_key
+from bridge.backfill.window import NormKey, Window, key_normalizer
 from bridge.model import Position, RowChange
 
 log = structlog.get_logger("bridge.backfill")
@@ -79,17 +79,28 @@ class Item:
 
 @dataclass
 class Prepared:
+    """A chunk read and converted, waiting for its HIGH mark. Row i of the chunk is
+    `read.rows[i]` (as read), `keys[i]` (its source key, normal form) and `converted[i]`
+    (target values, or its DeadRow): parallel lists, no object per row."""
+
     seq: int
     high: str
     read: ChunkRead
     window: Window
-    items: list[Item]
+    keys: list[NormKey]
+    converted: list[tuple | DeadRow]
+    dead: int  # how many of `converted` are DeadRows
     last_key: tuple | None  # last key of the key range in this chunk (None: no range rows)
     exhausted: bool  # no range rows after this chunk
     read_seconds: float
     upper: Position | None = None  # a source position after the HIGH mark's commit
     started: float = 0.0  # when the HIGH mark was written
     warned: bool = False
+
+    @property
+    def items(self) -> list[Item]:
+        """The rows as `Item`s (for inspection; the hot paths use the lists)."""
+        return [Item(nk, r, c) for nk, r, c in zip(self.keys, self.read.rows, self.converted)]
 
 
 class Prefetcher(threading.Thread):
@@ -107,6 +118,7 @@ class Prefetcher(threading.Thread):
         self.range_done = False
         self.seq = 0
         self._clock = clock
+        self._norm = key_normalizer(plan.key_index, plan.key_infos)
         self._cond = threading.Condition()
         self._queue: deque[Prepared] = deque()
         self._recheck: dict[NormKey, tuple] = {}
@@ -205,14 +217,13 @@ class Prefetcher(threading.Thread):
             return
         kidx = plan.key_index
         converted, dead = self.conv.convert_all(read.rows)
-        items = [Item(norm_key([r[i] for i in kidx], plan.key_infos), r, c)
-                 for r, c in zip(read.rows, converted)]
+        keys = list(map(self._norm, read.rows))
         last = tuple(read.rows[read.range_rows - 1][i] for i in kidx) if read.range_rows else None
         if last is not None:
             self.after, self.inclusive = last, False
         self.range_done = self.range_done or exhausted
-        prepared = Prepared(self.seq, f"{stem}:high", read, window, items, last, exhausted,
-                            self._clock() - window.opened)
+        prepared = Prepared(self.seq, f"{stem}:high", read, window, keys, converted, dead, last,
+                            exhausted, self._clock() - window.opened)
         with self._cond:
             self._queue.append(prepared)  # queued before HIGH exists: its arrival finds it
         try:

@@ -14,18 +14,22 @@ does not load (intervals, arrays, domains...) as text; on MySQL zero/invalid dat
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from functools import cached_property
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import psycopg
 import pymysql
+import pymysql.converters
+import pymysql.cursors
 import structlog
 from psycopg import pq, sql
 from psycopg.adapt import AdaptersMap, Transformer
 from psycopg.postgres import adapters as _pg_adapters
 from psycopg.types.string import TextLoader
+from pymysql.constants import FIELD_TYPE
 
 from bridge.backfill.model import BackfillError
 from bridge.backfill.names import MARKS
@@ -47,11 +51,11 @@ class ReadPlan:
     key: tuple[str, ...]
     infos: tuple[ColumnInfo, ...] = field(repr=False)
 
-    @property
+    @cached_property
     def key_index(self) -> list[int]:
         return [self.columns.index(k) for k in self.key]
 
-    @property
+    @cached_property
     def key_infos(self) -> tuple[ColumnInfo, ...]:
         return tuple(self.infos[i] for i in self.key_index)
 
@@ -309,12 +313,31 @@ class MysqlChunkSource:
         self.database = str(config.mes.parts()["database"])
         self.marks_table = quote(f"{config.state_prefix}{MARKS}")
         self.conn = mysql_connect(config, autocommit=True)
+        self._decoders = _fast_decoders(self.conn.decoders)
         self._fixes: dict[str, list[tuple[int, Any]]] = {}
 
     def _query(self, query: str, params: Any = None) -> list[tuple]:
         with self.conn.cursor() as cur:
             cur.execute(query, params)
             return list(cur.fetchall())
+
+    def _read_rows(self, query: str, params: Any) -> list[tuple]:
+        """A chunk SELECT, read as PyMySQL would, at about half its cost: its date/time
+        decoders swapped for C-speed ones that give the same values (`_FAST_DECODERS`), and
+        each row packet split by `_row_parser` (PyMySQL's own loop, without its per-field
+        method calls). Unbuffered: rows are decoded as they arrive."""
+        conn = self.conn
+        saved = conn.decoders
+        conn.decoders = self._decoders
+        try:
+            with conn.cursor(pymysql.cursors.SSCursor) as cur:
+                cur.execute(query, params)
+                result = cur._result
+                if _PARSER_FITS and result is not None and result.converters is not None:
+                    result._read_row_from_packet = _row_parser(result.converters)
+                return list(cur.fetchall())
+        finally:
+            conn.decoders = saved
 
     def check(self) -> None:
         """A SELECT after the LOW mark's commit must see every transaction logged before it:
@@ -373,12 +396,12 @@ class MysqlChunkSource:
         query = base + (" WHERE " + " AND ".join(where) if where else "")
         query += f" ORDER BY {column_list(plan.key)} LIMIT {int(limit)}"
         read_at = _utcnow()
-        rows = self._query(query, params) if limit > 0 else []
+        rows = self._read_rows(query, params) if limit > 0 else []
         range_rows = len(rows)
         for i in range(0, len(keys), 1000):
             part = keys[i:i + 1000]
             one = "(" + ", ".join(["%s"] * len(plan.key)) + ")"
-            rows += self._query(
+            rows += self._read_rows(
                 f"{base} WHERE ({column_list(plan.key)}) IN ({', '.join([one] * len(part))})",
                 [v for k in part for v in k])
         return ChunkRead(self._fix(plan, rows), range_rows, read_at)
@@ -431,6 +454,108 @@ class MysqlChunkSource:
             self.conn.close()
         except (pymysql.err.Error, OSError) as exc:  # the socket may already be gone
             log.debug("backfill_source_close_failed", error=repr(exc))
+
+
+def _datetime_text(text: str) -> Any:
+    """DATETIME/TIMESTAMP text -> datetime, as PyMySQL's `convert_datetime` (which it falls
+    back to for anything `fromisoformat` refuses: zero dates stay text)."""
+    if len(text) >= 19:  # a date and a time: anything shorter is PyMySQL's to decode
+        try:
+            return _fromisoformat_datetime(text)
+        except ValueError:
+            pass
+    return _convert_datetime(text)
+
+
+def _date_text(text: str) -> Any:
+    """DATE text -> date, as PyMySQL's `convert_date` (zero dates stay text)."""
+    try:
+        return _fromisoformat_date(text)
+    except ValueError:
+        return _convert_date(text)
+
+
+_fromisoformat_datetime = datetime.fromisoformat
+_fromisoformat_date = date.fromisoformat
+_convert_datetime = pymysql.converters.convert_datetime
+_convert_date = pymysql.converters.convert_date
+# MySQL sends DATETIME/TIMESTAMP as 'YYYY-MM-DD hh:mm:ss[.f{1,6}]' and DATE as 'YYYY-MM-DD'
+# (never an offset): for those `fromisoformat` gives PyMySQL's values at C speed.
+_FAST_DECODERS = {
+    FIELD_TYPE.DATETIME: _datetime_text,
+    FIELD_TYPE.TIMESTAMP: _datetime_text,
+    FIELD_TYPE.DATE: _date_text,
+    FIELD_TYPE.NEWDATE: _date_text,
+}
+
+
+def _row_parser(converters: Sequence[tuple[str | None, Any]]) -> Callable[[Any], tuple]:
+    """PyMySQL's `MySQLResult._read_row_from_packet` for one result, in one function: each
+    field a length-encoded string (0xFB NULL; 0xFC/0xFD/0xFE: 2/3/8-byte length), decoded
+    with the result's (encoding, converter) pairs exactly as PyMySQL does."""
+    convs = tuple(converters)
+
+    def parse(packet: Any) -> tuple:
+        data = packet._data
+        pos = packet._position
+        size = len(data)
+        row: list[Any] = []
+        append = row.append
+        for encoding, converter in convs:
+            if pos >= size:
+                break  # no more columns in this row (as PyMySQL: its IndexError)
+            n = data[pos]
+            if n < 251:
+                pos += 1
+                end = pos + n
+            elif n == 251:
+                append(None)
+                pos += 1
+                continue
+            elif n == 252:
+                end = pos + 3 + int.from_bytes(data[pos + 1:pos + 3], "little")
+                pos += 3
+            elif n == 253:
+                end = pos + 4 + int.from_bytes(data[pos + 1:pos + 4], "little")
+                pos += 4
+            else:
+                end = pos + 9 + int.from_bytes(data[pos + 1:pos + 9], "little")
+                pos += 9
+            value: Any = data[pos:end]
+            pos = end
+            if encoding is not None:
+                value = value.decode(encoding)
+            if converter is not None:
+                value = converter(value)
+            append(value)
+        packet._position = pos
+        return tuple(row)
+
+    return parse
+
+
+def _parser_fits() -> bool:
+    """The PyMySQL internals `_row_parser` stands in for are there (else: PyMySQL's own)."""
+    from pymysql.connections import MySQLResult
+    from pymysql.protocol import MysqlPacket
+
+    return (callable(getattr(MySQLResult, "_read_row_from_packet", None))
+            and "_position" in getattr(MysqlPacket, "__slots__", ("_position",))
+            and hasattr(MysqlPacket, "read_length_coded_string"))
+
+
+_PARSER_FITS = _parser_fits()
+
+
+def _fast_decoders(decoders: dict) -> dict:
+    """`decoders` with `_FAST_DECODERS` where it has PyMySQL's own date/time decoders."""
+    own = {FIELD_TYPE.DATETIME: _convert_datetime, FIELD_TYPE.TIMESTAMP: _convert_datetime,
+           FIELD_TYPE.DATE: _convert_date, FIELD_TYPE.NEWDATE: _convert_date}
+    fast = dict(decoders)
+    for ftype, fn in _FAST_DECODERS.items():
+        if fast.get(ftype) is own[ftype]:
+            fast[ftype] = fn
+    return fast
 
 
 def _invalid_date(value: Any) -> Any:

@@ -1,6 +1,8 @@
 """Writing a chunk into the target, inside the direction's open target transaction.
 
-Per chunk: dead-letter the rows that did not convert; lock the chunk's keys the target holds
+Per chunk: dead-letter the rows that did not convert. If the target holds no row in the
+chunk's key range, insert them all in one bulk statement (`_insert_fresh`; it falls back to
+the general path on any duplicate key). Otherwise: lock the chunk's keys the target holds
 (keys only); bulk-insert the absent rows (`bridge.backfill.sink`); rows already there (or
 inserted meanwhile by someone else) go through the table's conflict rule as an INSERT of the
 source row ("insert_exists"), exactly as a streamed insert would. Data errors the target
@@ -58,6 +60,10 @@ class ChunkWriter:
         counts.dead += len(dead)
         if not rows:
             return
+        if self._insert_fresh(ct, rows):
+            counts.written += len(rows)
+            counts.copied += len(rows)
+            return
         tt, conv = ct.tt, ct.conv
         key_infos = [conv.infos[i] for i in conv.key_index]
         keys = [conv.key_of(r) for r in rows]
@@ -86,6 +92,35 @@ class ChunkWriter:
             held = {norm_key(k, key_infos) for k in
                     self.target.fetch_for_update(ct.tt.name, ct.tt.key, ct.tt.key, keys)}
         return held
+
+    # --- the fast path: a key range the target does not hold -----------------------------
+    def _insert_fresh(self, ct: ChunkTarget, rows: list[tuple]) -> bool:
+        """When the target holds no row in the chunk's key range, insert all rows at once:
+        no lock read, no conflict rule (a row absent from the target is simply inserted, as
+        the general path would). True when done; False when nothing was written and the
+        general path must run: the range holds rows, or the insert met a duplicate key
+        (a row inserted meanwhile, or another unique value) or refused a value, and was
+        rolled back to its savepoint.
+
+        Correct whatever the probe says: it is only a guess of which path is cheaper. What
+        makes the rows absent is the target's unique key itself: an INSERT/COPY that
+        succeeded found none of its keys there, and one that did not changed nothing.
+        """
+        tt, conv = ct.tt, ct.conv
+        bounds = _key_bounds(rows, conv.key_index)
+        if bounds is None or self.sink.holds_any(tt.name, tt.key, *bounds):
+            return False
+        self.target.savepoint()
+        try:
+            self.sink.insert_all(tt.name, conv.columns, rows)
+        except Exception as exc:
+            if not (self.sink.is_duplicate(exc) or self._classify(exc) is Action.DEAD_LETTER):
+                raise
+            self.target.rollback_savepoint()
+            log.debug("backfill_fast_path_declined", table=tt.name, reason=str(exc)[:200])
+            return False
+        self.target.release_savepoint()
+        return True
 
     # --- absent rows ----------------------------------------------------------------------
     def _insert_absent(self, ct: ChunkTarget, rows: list[tuple], counts: ChunkCounts,
@@ -235,6 +270,25 @@ class ChunkWriter:
         }
         self.target.insert_dead_letter(record)
         log.warning("dead_letter", **{k: v for k, v in record.items() if k != "row_data"})
+
+
+def _key_bounds(rows: list[tuple], key_index: list[int]) -> tuple[tuple, tuple] | None:
+    """(lowest, highest) target key of `rows` by Python's ordering, or None when the keys do
+    not compare (NULL, mixed types). Only a guess of the target's order (collations may
+    differ): `_insert_fresh` stays correct either way."""
+    try:
+        if len(key_index) == 1:
+            (k,) = key_index
+            values = [r[k] for r in rows]
+            low, high = (min(values),), (max(values),)
+        else:
+            keys = [tuple(r[i] for i in key_index) for r in rows]
+            low, high = min(keys), max(keys)
+    except TypeError:
+        return None
+    if any(v is None for v in low) or any(v is None for v in high):
+        return None
+    return low, high
 
 
 class _Once:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from bridge.model import UNCHANGED, Op, Row, RowChange
-from bridge.schema import ColumnInfo
+from bridge.schema import ColumnInfo, Family
 from bridge.types import normalize
 
 NormKey = tuple[Any, ...]
@@ -24,6 +24,30 @@ NormKey = tuple[Any, ...]
 def norm_key(values: Sequence[Any], infos: Sequence[ColumnInfo | None]) -> NormKey:
     """The comparable form of a key."""
     return tuple(normalize(v, ci) for v, ci in zip(values, infos))
+
+
+def key_normalizer(index: Sequence[int],
+                   infos: Sequence[ColumnInfo | None]) -> Callable[[Sequence[Any]], NormKey]:
+    """`row -> norm_key([row[i] for i in index], infos)`, planned once per table.
+
+    The common key (one integer column, not a MySQL TINYINT(1)) skips `normalize`: an `int`
+    is its own normal form there. Any other value takes the general path.
+    """
+    index, infos = tuple(index), tuple(infos)
+    if len(index) == 1 and infos[0] is not None and infos[0].family is Family.INT \
+            and not infos[0].bool_like:
+        (i,), (ci,) = index, infos
+
+        def one_int(row: Sequence[Any]) -> NormKey:
+            v = row[i]
+            return (v,) if type(v) is int else (normalize(v, ci),)
+
+        return one_int
+
+    def general(row: Sequence[Any]) -> NormKey:
+        return tuple(normalize(row[i], ci) for i, ci in zip(index, infos))
+
+    return general
 
 
 class Window:
@@ -102,10 +126,14 @@ class RecentKeys:
         self._log: dict[tuple[str, str], deque[tuple[float, NormKey]]] = {}
 
     def record(self, table: str, side: str, key: NormKey) -> None:
+        self.record_many(table, side, (key,))
+
+    def record_many(self, table: str, side: str, keys: Iterable[NormKey]) -> None:
+        """Record keys changed now (one clock read and one lock for all)."""
         now = self._clock()
         with self._lock:
             q = self._log.setdefault((table, side), deque(maxlen=self.per_table))
-            q.append((now, key))
+            q.extend([(now, k) for k in keys])
             while q and q[0][0] < now - self.horizon:
                 q.popleft()
 
