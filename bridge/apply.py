@@ -343,8 +343,17 @@ class Applier:
         planned: list[tuple[Incoming, WriteOp]] = []
         commit_ts = (self.target.commit_times(tt.name, tt.key, keys)
                      if self.track_target_commit_ts else {})
+        resolver = self.resolver
         for inc in batch:
             found = current.get(inc.old_key)
+            if found is None and inc.op is Op.INSERT and not resolver.parked:
+                after = inc.after
+                if UNCHANGED not in after.values():  # type: ignore[union-attr]
+                    # a new row with every value sent: what the rules decide for it in any
+                    # policy (conflict.rules._insert with no current row), without the calls
+                    current[inc.new_key] = dict(after)  # type: ignore[arg-type]
+                    planned.append((inc, Insert(after)))  # type: ignore[arg-type]
+                    continue
             target_ts: Any = commit_ts.get(inc.old_key) if found is not None else None
             if target_ts is None and found is not None and self.target_times is not None:
                 target_ts = _Lazy(self.target_times, tt.name, inc.old_key)  # only on conflict

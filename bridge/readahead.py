@@ -136,8 +136,11 @@ class ReadAhead:
             for ev in self.source.events():
                 buf.append(ev)
                 kind = type(ev)
-                if kind is RowChange and prepare is not None:
-                    prepare(ev)
+                if kind is RowChange:
+                    if prepare is not None:
+                        prepare(ev)
+                    if len(buf) < chunk:
+                        continue
                 if kind is TxCommit or (kind is Idle and not ev.pending) or len(buf) >= chunk:
                     if not self._put(buf):
                         return

@@ -446,7 +446,8 @@ class BackfillDriver:
         for image in (ev.before, ev.after):
             if image and all(k in image for k in key):
                 if len(key) == 1:
-                    seen.append((normalize(image[key[0]]),))
+                    v = image[key[0]]
+                    seen.append((v if type(v) is int else normalize(v),))  # int: its own form
                 else:
                     seen.append(tuple([normalize(image[k]) for k in key]))
                 self._seen_n += 1
