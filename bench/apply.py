@@ -1,7 +1,7 @@
 """The apply path alone: real decoded changes replayed through the Applier into the target.
 
     python -m bench.apply [--direction crm_to_mes|mes_to_crm] [--rows 20000] [--tx-rows 100]
-                          [--table wide|narrow] [--profile] [--repeat 3]
+                          [--table wide|narrow] [--profile] [--repeat 3] [--precompute]
 
 Method: the rows are committed on the source, the change stream is decoded by the project's
 own reader into a list (as the bridge's reader thread would hand them over), then replayed
@@ -68,7 +68,8 @@ def _capture(env: Env, source: str, table, slot: str | None) -> list:
     return events
 
 
-def _replay(env: Env, direction: str, events: list, group_txs: int) -> tuple[float, float, int]:
+def _replay(env: Env, direction: str, events: list, group_txs: int,
+            precompute: bool = False) -> tuple[float, float, int]:
     from bridge.apply import Applier
     from bridge.connect import classifier, make_target
     from bridge.mapping import Mapping
@@ -80,6 +81,11 @@ def _replay(env: Env, direction: str, events: list, group_txs: int) -> tuple[flo
     applier = Applier(target, Mapping.from_config(env.config), side, classify=classifier(side.other),
                       batch_rows=env.config.apply.batch_rows)
     applier.prepare()
+    if precompute:  # as the read-ahead thread does: only the applying thread's work is timed
+        for ev in events:
+            if type(ev) is RowChange:
+                ev.prepared = None
+                applier.precompute(ev)
     n = 0
     in_group = 0
     last = None
@@ -129,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tx-rows", type=int, default=100)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="cProfile the last repeat")
+    p.add_argument("--precompute", action="store_true",
+                   help="convert the rows beforehand, as the read-ahead thread does, and time "
+                        "only the applying thread's share")
     p.add_argument("--top", type=int, default=30)
     args = p.parse_args(argv)
     from bridge.logs import configure
@@ -152,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 prof = cProfile.Profile() if args.profile and i == args.repeat - 1 else None
                 if prof:
                     prof.enable()
-                cpu, wall, n = _replay(env, args.direction, events, group)
+                cpu, wall, n = _replay(env, args.direction, events, group, args.precompute)
                 if prof:
                     prof.disable()
                 print(f"  run {i + 1}: apply CPU {1e6 * cpu / n:.1f} us/row, "
