@@ -322,19 +322,22 @@ class TestIdentityConversions:
 
 class TestFastReads:
     def test_date_decoders_match_pymysql(self) -> None:
-        """The chunk reader's DATETIME/DATE decoders give PyMySQL's values, zero dates as text."""
+        """The chunk reader's DATETIME/DATE decoders give PyMySQL's values; a zero or invalid
+        date, which PyMySQL leaves as text, as the InvalidValue the reader's fix makes of it."""
         import pymysql.converters as conv
 
-        from bridge.backfill.source import _date_text, _datetime_text
+        from bridge.backfill.source import _date_text, _datetime_text, _invalid_date
 
         for text in ("2024-01-01 00:00:00", "2024-01-01 00:00:00.5", "1000-01-01 00:00:00.123",
                      "9999-12-31 23:59:59.999999", "0000-00-00 00:00:00", "2024-00-10 00:00:00",
                      "2024-02-30 10:00:00", "2024-01-01 24:00:00", "2024-01-01"):
-            got, want = _datetime_text(text), conv.convert_datetime(text)
+            got, want = _datetime_text(text), _invalid_date(conv.convert_datetime(text))
             assert got == want and type(got) is type(want), text
         for text in ("2024-01-01", "0000-00-00", "2024-02-30", "1000-01-01", "2024-13-01"):
-            got, want = _date_text(text), conv.convert_date(text)
+            got, want = _date_text(text), _invalid_date(conv.convert_date(text))
             assert got == want and type(got) is type(want), text
+        assert isinstance(_date_text("0000-00-00"), InvalidValue)
+        assert isinstance(_datetime_text("2024-02-30 10:00:00"), InvalidValue)
 
     def test_key_normalizer_matches_norm_key(self) -> None:
         """The planned key normal form equals `norm_key`, for int keys and others."""
@@ -926,5 +929,47 @@ def test_bulk_insert_into_an_empty_key_range_falls_back_on_a_unique_collision(
         prefix = env.config.state_prefix if source is Side.CRM else f"{env.config.state_schema}."
         dl = tgt_sql(f"SELECT row_key FROM {prefix}dead_letters")
         assert len(dl) == 1 and '5' in str(dl[0][0])
+    finally:
+        env.close()
+
+
+@pytest.mark.integration
+def test_mes_json_is_trusted_but_postgresql_still_refuses_invalid_json(
+        pg_server, mariadb_server, tmp_path) -> None:
+    """MES JSON columns are validated by the MES, so the backfill does not parse them again;
+    a value that escaped the MES check (written with `check_constraint_checks` off) is
+    refused by PostgreSQL's JSON input and only that row is dead-lettered, in the bulk path
+    and in the general path alike."""
+    import pymysql
+
+    tables = [{"crm": "public.j", "mes": "j", "direction": "mes_to_crm", "key": ["id"],
+               "columns": {"id": "id", "doc": "doc"}}]
+    env = BridgeEnv(pg_server, mariadb_server, tmp_path,
+                    ["CREATE TABLE j (id int PRIMARY KEY, doc jsonb)",
+                     "ALTER TABLE j REPLICA IDENTITY FULL"],
+                    ["CREATE TABLE j (id INT PRIMARY KEY, doc JSON) DEFAULT CHARSET=utf8mb4"],
+                    tables=tables)
+    try:
+        for i in range(1, 21):
+            env.mes("INSERT INTO j VALUES (%s, %s)", (i, f'{{"n": {i}, "s": "x{i}"}}'))
+        c = pymysql.connect(host="127.0.0.1", port=env.my.port, user="root",
+                            database=env.mes_db, autocommit=True, charset="utf8mb4")
+        with c.cursor() as cur:
+            cur.execute("SET SESSION check_constraint_checks = 0")
+            cur.execute("INSERT INTO j VALUES (7, '{oops')"
+                        " ON DUPLICATE KEY UPDATE doc = VALUES(doc)")
+            cur.execute("INSERT INTO j VALUES (16, '[1, 2')"
+                        " ON DUPLICATE KEY UPDATE doc = VALUES(doc)")
+        c.close()
+        env.crm("INSERT INTO j VALUES (12, '{\"old\": true}')")  # chunk 11..20: general path
+        out = backfill(env, Side.MES, chunk_rows=10)
+        assert out.ok, out.errors
+        got = {r[0]: r[1] for r in env.crm("SELECT id, doc FROM j ORDER BY id")}
+        assert sorted(got) == [i for i in range(1, 21) if i not in (7, 16)]
+        assert got[3] == {"n": 3, "s": "x3"} and got[19] == {"n": 19, "s": "x19"}
+        dl = env.crm(f"SELECT row_key, reason FROM {env.config.state_schema}.dead_letters "
+                     "ORDER BY row_key::text")
+        assert [str(r[0]) for r in dl] == ["{'id': 16}", "{'id': 7}"]
+        assert all("json" in r[1].lower() for r in dl), dl
     finally:
         env.close()

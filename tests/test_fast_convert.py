@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import Unrepresentable
-from bridge.model import JsonText, Side
+from bridge.model import InvalidValue, JsonText, Side
 from bridge.schema import ColumnInfo, Family
 from bridge.types import to_target
 from bridge.types.fast import compile_converter
@@ -71,6 +71,7 @@ VALUES = st.one_of(
     st.sampled_from(['{"a": [1, 2.50]}', "[]", '"s"', "{oops", '{"a":"\\u0000"}', "1e400",
                      '{"é": 1}']),
     st.sampled_from(['{"a": [1, 2.50]}', '{"a":"\\u0000"}', "[1.5, 18446744073709551616]"]).map(JsonText),
+    st.sampled_from([InvalidValue("0000-00-00", "zero date"), InvalidValue("infinity", "no MySQL equivalent")]),
 )
 
 

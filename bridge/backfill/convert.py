@@ -3,7 +3,8 @@ per table so a chunk of thousands of rows costs one loop. Pure.
 
 Same semantics as `bridge.apply.Applier` for an INSERT: only mapped columns travel, value
 maps (`TableMapping.values`) apply to non-NULL values, generated target columns are never
-written, NULL passes as NULL, and every other value goes through `bridge.types.to_target`;
+written, NULL passes as NULL, and every other value goes through `bridge.types.to_target`
+(its compiled per-column form, `bridge.types.fast`);
 a value the target cannot hold exactly (`Unrepresentable`, `InvalidValue`) sends the whole row
 to the dead-letter table.
 """
@@ -20,6 +21,7 @@ from bridge.mapping import TableMapping
 from bridge.model import Side
 from bridge.schema import ColumnInfo, Family, TableInfo
 from bridge.types import to_target
+from bridge.types.fast import compile_converter, compile_validated_json
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,21 @@ class RowConverter:
             raise SetupError(f"{target_info.qualified}: key column(s) {missing} are not writable")
         self.key_index = [self.columns.index(k) for k in self.key]
         self.infos = [s.info for s in steps]
-        # the hot loop's plan: (source index, type passed unchanged or None, target info)
+        # the hot loop's plan: (source index, type passed unchanged or None, the column's
+        # compiled converter: `to_target` for this column, at a fraction of the cost)
         self._plain = all(s.vmap is None for s in steps)
-        self._fast = tuple((s.index, s.same, s.info) for s in steps)
+        to_mes = self.target is Side.MES
+        self._fast = tuple((s.index, s.same, self._compile(s, source_infos, to_mes))
+                           for s in steps)
+
+    @staticmethod
+    def _compile(step: _Step, source_infos: Sequence[ColumnInfo] | None, to_mes: bool) -> Any:
+        src = source_infos[step.index] if source_infos is not None else None
+        if (not to_mes and src is not None and src.family is Family.JSON
+                and step.info.family is Family.JSON):
+            # MES JSON into PostgreSQL: validated by the MES, and again by PostgreSQL's input
+            return compile_validated_json(step.info, to_mes)
+        return compile_converter(step.info, to_mes)
 
     def convert(self, rows: Sequence[Sequence[Any]]) -> tuple[list[tuple], list[DeadRow]]:
         """(converted rows, dead rows). Order is kept."""
@@ -130,13 +144,12 @@ class RowConverter:
         out: list[tuple | DeadRow] = []
         append = out.append
         dead = 0
-        target = self.target
         plan = self._fast
         for row in rows:
             try:
-                # a value of the pair's unchanged type skips `to_target`; None stays None
+                # a value of the pair's unchanged type skips conversion; None stays None
                 append(tuple([v if (v := row[i]) is None or type(v) is same
-                              else to_target(v, info, target) for i, same, info in plan]))
+                              else conv(v) for i, same, conv in plan]))
             except Unrepresentable as exc:
                 append(self._dead(row, exc))
                 dead += 1

@@ -313,8 +313,8 @@ class MysqlChunkSource:
         self.database = str(config.mes.parts()["database"])
         self.marks_table = quote(f"{config.state_prefix}{MARKS}")
         self.conn = mysql_connect(config, autocommit=True)
-        self._decoders = _fast_decoders(self.conn.decoders)
-        self._fixes: dict[str, list[tuple[int, Any]]] = {}
+        self._decoders, self._dates_decoded = _fast_decoders(self.conn.decoders)
+        self._fixes: dict[tuple[str, bool], list[tuple[int, Any]]] = {}
 
     def _query(self, query: str, params: Any = None) -> list[tuple]:
         with self.conn.cursor() as cur:
@@ -404,20 +404,23 @@ class MysqlChunkSource:
             rows += self._read_rows(
                 f"{base} WHERE ({column_list(plan.key)}) IN ({', '.join([one] * len(part))})",
                 [v for k in part for v in k])
-        return ChunkRead(self._fix(plan, rows), range_rows, read_at)
+        return ChunkRead(self._fix(plan, rows, dates_decoded=True), range_rows, read_at)
 
-    def _fix(self, plan: ReadPlan, rows: list[tuple]) -> list[tuple]:
-        """Values as the binlog reader yields them (zero dates, BIT)."""
-        fixes = self._fixes.get(plan.table)
+    def _fix(self, plan: ReadPlan, rows: list[tuple], dates_decoded: bool = False) -> list[tuple]:
+        """Values as the binlog reader yields them (zero dates, BIT). `dates_decoded`: the
+        rows come from `_read_rows`, whose date decoders already did the zero dates."""
+        skip_dates = dates_decoded and self._dates_decoded
+        fixes = self._fixes.get((plan.table, skip_dates))
         if fixes is None:
             fixes = []
             for i, ci in enumerate(plan.infos):
                 if ci.family in _DATE_FAMILIES:
-                    fixes.append((i, _invalid_date))
+                    if not skip_dates:
+                        fixes.append((i, _invalid_date))
                 elif (m := _BIT_RE.match(ci.db_type)) is not None:
                     width = int(m.group(1))
                     fixes.append((i, lambda v, w=width: _bits(v, w)))
-            self._fixes[plan.table] = fixes
+            self._fixes[(plan.table, skip_dates)] = fixes
         if not fixes:
             return rows
         out = []
@@ -458,21 +461,22 @@ class MysqlChunkSource:
 
 def _datetime_text(text: str) -> Any:
     """DATETIME/TIMESTAMP text -> datetime, as PyMySQL's `convert_datetime` (which it falls
-    back to for anything `fromisoformat` refuses: zero dates stay text)."""
+    back to for anything `fromisoformat` refuses); a zero or invalid date, which PyMySQL
+    leaves as text, becomes the InvalidValue `_fix` would make of it."""
     if len(text) >= 19:  # a date and a time: anything shorter is PyMySQL's to decode
         try:
             return _fromisoformat_datetime(text)
         except ValueError:
             pass
-    return _convert_datetime(text)
+    return _invalid_date(_convert_datetime(text))
 
 
 def _date_text(text: str) -> Any:
-    """DATE text -> date, as PyMySQL's `convert_date` (zero dates stay text)."""
+    """DATE text -> date, as PyMySQL's `convert_date`; zero dates as in `_datetime_text`."""
     try:
         return _fromisoformat_date(text)
     except ValueError:
-        return _convert_date(text)
+        return _invalid_date(_convert_date(text))
 
 
 _fromisoformat_datetime = datetime.fromisoformat
@@ -547,15 +551,18 @@ def _parser_fits() -> bool:
 _PARSER_FITS = _parser_fits()
 
 
-def _fast_decoders(decoders: dict) -> dict:
-    """`decoders` with `_FAST_DECODERS` where it has PyMySQL's own date/time decoders."""
+def _fast_decoders(decoders: dict) -> tuple[dict, bool]:
+    """`decoders` with `_FAST_DECODERS` where it has PyMySQL's own date/time decoders; and
+    whether every date/time type got one (then no zero date reaches `_fix` as text)."""
     own = {FIELD_TYPE.DATETIME: _convert_datetime, FIELD_TYPE.TIMESTAMP: _convert_datetime,
            FIELD_TYPE.DATE: _convert_date, FIELD_TYPE.NEWDATE: _convert_date}
     fast = dict(decoders)
     for ftype, fn in _FAST_DECODERS.items():
         if fast.get(ftype) is own[ftype]:
             fast[ftype] = fn
-    return fast
+    # the types MySQL sends in result sets (NEWDATE is internal; PyMySQL has no decoder for it)
+    sent = (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP, FIELD_TYPE.DATE)
+    return fast, all(fast.get(t) is _FAST_DECODERS[t] for t in sent)
 
 
 def _invalid_date(value: Any) -> Any:

@@ -7,8 +7,8 @@ column's limits. For anything else (another type, a value near or past a limit, 
 it calls the family converter, so the result, or the refusal and its message, is always
 exactly that of `bridge.types.to_target` (tests/test_types.py checks this by property).
 
-As with the family converters, the caller handles None, UNCHANGED, InvalidValue and
-generated columns before calling.
+As with the family converters, the caller handles None, UNCHANGED and generated columns
+before calling. An InvalidValue raises Unrepresentable with its own reason, as in `to_target`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Callable
 
+from bridge.errors import Unrepresentable
+from bridge.model import InvalidValue, JsonText
 from bridge.schema import ColumnInfo, Family
 from bridge.types import json_, numeric, temporal, text
 
@@ -24,9 +26,22 @@ Compiled = Callable[[Any], Any]
 combine = datetime.combine
 
 
+def _fallback(family_fn: Callable[[Any, ColumnInfo, bool], Any], col: ColumnInfo,
+              to_mes: bool) -> Compiled:
+    """The family converter for the values a compiled converter does not take at once; an
+    InvalidValue (never of a type the fast paths take) is refused as `to_target` does."""
+
+    def general(v: Any) -> Any:
+        if type(v) is InvalidValue:
+            raise Unrepresentable(col.name, v.reason)
+        return family_fn(v, col, to_mes)
+
+    return general
+
+
 def _int(col: ColumnInfo, to_mes: bool) -> Compiled:
     lo, hi = numeric._INT_RANGE.get((col.int_bits or 64, col.unsigned)) or numeric._int_range(col)
-    general = numeric.to_int
+    general = _fallback(numeric.to_int, col, to_mes)
 
     bool_like = col.bool_like
 
@@ -35,7 +50,7 @@ def _int(col: ColumnInfo, to_mes: bool) -> Compiled:
             return v
         if bool_like and type(v) is bool:
             return 1 if v else 0  # as to_int: int(True) is 1
-        return general(v, col, to_mes)
+        return general(v)
 
     return conv
 
@@ -44,7 +59,7 @@ def _decimal(col: ColumnInfo, to_mes: bool) -> Compiled | None:
     p, s = col.precision, col.scale or 0
     if p is None:
         return None
-    general = numeric.to_decimal
+    general = _fallback(numeric.to_decimal, col, to_mes)
     neg_s = -s
 
     def conv(v: Any) -> Any:
@@ -52,7 +67,7 @@ def _decimal(col: ColumnInfo, to_mes: bool) -> Compiled | None:
             _sign, digits, exp = v.as_tuple()
             if exp == neg_s and len(digits) <= p:  # exactly the scale, within the precision
                 return v
-        return general(v, col, to_mes)
+        return general(v)
 
     return conv
 
@@ -60,12 +75,12 @@ def _decimal(col: ColumnInfo, to_mes: bool) -> Compiled | None:
 def _float(col: ColumnInfo, to_mes: bool) -> Compiled | None:
     if col.float_bits == 32:
         return None
-    general = numeric.to_float
+    general = _fallback(numeric.to_float, col, to_mes)
 
     def conv(v: Any) -> Any:
         if type(v) is float and v - v == 0.0:  # finite double
             return v
-        return general(v, col, to_mes)
+        return general(v)
 
     return conv
 
@@ -74,7 +89,7 @@ def _timestamp(col: ColumnInfo, to_mes: bool) -> Compiled:
     """timestamp / DATETIME: naive; aware values become UTC wall time."""
     any_us = col.fsp >= 6
     low = temporal._DATETIME_MIN if to_mes else None
-    general = temporal.to_timestamp
+    general = _fallback(temporal.to_timestamp, col, to_mes)
 
     def conv(v: Any) -> Any:
         if type(v) is datetime:
@@ -83,10 +98,10 @@ def _timestamp(col: ColumnInfo, to_mes: bool) -> Compiled:
             elif not v.utcoffset():
                 naive = combine(v.date(), v.time())  # 5x faster than v.replace(tzinfo=None)
             else:
-                return general(v, col, to_mes)
+                return general(v)
             if (any_us or not naive.microsecond) and (low is None or naive >= low):
                 return naive
-        return general(v, col, to_mes)
+        return general(v)
 
     return conv
 
@@ -94,7 +109,7 @@ def _timestamp(col: ColumnInfo, to_mes: bool) -> Compiled:
 def _timestamptz(col: ColumnInfo, to_mes: bool) -> Compiled:
     """timestamptz: aware UTC; MySQL TIMESTAMP: naive UTC within its range."""
     any_us = col.fsp >= 6
-    general = temporal.to_timestamptz
+    general = _fallback(temporal.to_timestamptz, col, to_mes)
     utc = temporal._UTC
     lo, hi = temporal._TIMESTAMP_MIN, temporal._TIMESTAMP_MAX
 
@@ -108,25 +123,25 @@ def _timestamptz(col: ColumnInfo, to_mes: bool) -> Compiled:
             elif not v.utcoffset():
                 naive = combine(v.date(), v.time())
             else:
-                return general(v, col, to_mes)
+                return general(v)
             if any_us or not naive.microsecond:
                 if not to_mes:
                     return combine(naive.date(), naive.time(), utc)
                 if lo <= naive <= hi:
                     return naive
-        return general(v, col, to_mes)
+        return general(v)
 
     return conv
 
 
 def _date(col: ColumnInfo, to_mes: bool) -> Compiled:
     low = temporal._DATE_MIN if to_mes else None
-    general = temporal.to_date
+    general = _fallback(temporal.to_date, col, to_mes)
 
     def conv(v: Any) -> Any:
         if type(v) is date and (low is None or v >= low):
             return v
-        return general(v, col, to_mes)
+        return general(v)
 
     return conv
 
@@ -137,13 +152,13 @@ def _text(col: ColumnInfo, to_mes: bool) -> Compiled | None:
     n = col.max_length
     cap = text._BYTE_CAP.get(text.base_type(col.db_type)) if to_mes else None
     limit = min(x for x in (n, cap // 4 if cap is not None else None, 1 << 62) if x is not None)
-    general = text.to_text
+    general = _fallback(text.to_text, col, to_mes)
 
     def conv(v: Any) -> Any:
         # ASCII: no character any target refuses but NUL on PostgreSQL; 1 byte each
         if type(v) is str and len(v) <= limit and v.isascii() and (to_mes or "\x00" not in v):
             return v
-        return general(v, col, to_mes)
+        return general(v)
 
     return conv
 
@@ -152,19 +167,18 @@ def _enum(col: ColumnInfo, to_mes: bool) -> Compiled | None:
     if not col.enum_values:
         return None
     labels = frozenset(col.enum_values)
-    general = text.to_enum
+    general = _fallback(text.to_enum, col, to_mes)
 
     def conv(v: Any) -> Any:
         if type(v) is str and v in labels:
             return v
-        return general(v, col, to_mes)
+        return general(v)
 
     return conv
 
 
 def _json(col: ColumnInfo, to_mes: bool) -> Compiled:
-    general = json_.to_json
-    return lambda v: general(v, col, to_mes)  # its own fast path decides
+    return _fallback(json_.to_json, col, to_mes)  # its own fast path decides
 
 
 _FACTORIES: dict[Family, Callable[[ColumnInfo, bool], Compiled | None]] = {
@@ -180,14 +194,27 @@ _FACTORIES: dict[Family, Callable[[ColumnInfo, bool], Compiled | None]] = {
 }
 
 
+def compile_validated_json(col: ColumnInfo, to_mes: bool) -> Compiled:
+    """For a JSON column whose source database validated every value (a MariaDB JSON column's
+    `json_valid` CHECK, MySQL's JSON type): text values are taken as `JsonText`, so they are
+    not parsed again. Should a value be invalid after all (a writer that turned
+    `check_constraint_checks` off), PostgreSQL's own JSON input refuses it and the row is
+    dead-lettered with the server's reason."""
+    general = _fallback(json_.to_json, col, to_mes)
+
+    def conv(v: Any) -> Any:
+        return general(JsonText(v) if type(v) is str else v)
+
+    return conv
+
+
 def compile_converter(col: ColumnInfo, to_mes: bool) -> Compiled:
-    """`fn(value)`, the same as `to_target(value, col, side)` for any value that is not None,
-    UNCHANGED or InvalidValue, with `col` not generated."""
+    """`fn(value)`, the same as `to_target(value, col, side)` for any value that is not None
+    or UNCHANGED, with `col` not generated."""
     from bridge.types import converter
 
     factory = _FACTORIES.get(col.family)
     fast = factory(col, to_mes) if factory is not None else None
     if fast is not None:
         return fast
-    general = converter(col)
-    return lambda v: general(v, col, to_mes)
+    return _fallback(converter(col), col, to_mes)
