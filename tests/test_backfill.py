@@ -667,7 +667,7 @@ class _Writer(threading.Thread):
                     for _ in range(rnd.randint(1, 4)):  # a few changes per transaction
                         self._one(cur, upd, rnd)
                     conn.commit()
-                    time.sleep(0.01)
+                    time.sleep(0.002)
         except BaseException as exc:  # surfaced by the test
             self.error = exc
 
@@ -705,7 +705,8 @@ def test_concurrent_updates_are_never_lost_or_overwritten(wide_env, source: Side
         return last[0]
 
     writer = _Writer(env, source, n, position)
-    reqs = register(env.config, plan(env.config, None, source), chunk_rows=500)
+    # small chunks: the backfill takes long enough for the writer to race it many times
+    reqs = register(env.config, plan(env.config, None, source), chunk_rows=200)
     writer.start()
     done = threading.Event()
 
@@ -721,6 +722,7 @@ def test_concurrent_updates_are_never_lost_or_overwritten(wide_env, source: Side
     assert writer.error is None, writer.error
     assert out.ok and out.mode == "daemon", (out.mode, out.errors)
     req = progress(env, direction=direction)
+    print(f"writer ops {writer.ops}, chunk rows left to the stream {req.rows_skipped}")
     assert writer.ops > 100
     assert req.rows_skipped > 0, "no chunk row was left to the stream: the race was not exercised"
     cols = "id, version, note, amount"
