@@ -51,6 +51,13 @@ class TargetTable:
     plan: dict[str, tuple[str, dict | None, Any, Any]] = field(default_factory=dict)
     # the target writer's row renderer (MySQL INSERT text), used ahead of time by precompute
     render: Callable[[tuple], str | None] | None = None
+    # `plan` as {source column: (target column, compiled converter)} when no column has a
+    # value map and none is generated (the usual table): the after image's one-pass path
+    simple: dict[str, tuple[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.plan and all(vmap is None and fn is not None for _, vmap, fn, _ in self.plan.values()):
+            self.simple = {src: (tcol, fn) for src, (tcol, _, fn, _) in self.plan.items()}
 
 
 @dataclass
@@ -251,6 +258,15 @@ class Applier:
         if row is None:
             return None
         out = {}
+        simple = tt.simple
+        if strict and simple is not None:
+            # the same as the loop below for a table with no value maps and no generated
+            # column: an InvalidValue raises from the compiled converter, as below
+            for col, value in row.items():
+                p = simple.get(col)
+                if p is not None:
+                    out[p[0]] = value if value is None or value is UNCHANGED else p[1](value)
+            return out
         plan = tt.plan
         for col, value in row.items():
             p = plan.get(col)
@@ -348,7 +364,8 @@ class Applier:
             found = current.get(inc.old_key)
             if found is None and inc.op is Op.INSERT and not resolver.parked:
                 after = inc.after
-                if UNCHANGED not in after.values():  # type: ignore[union-attr]
+                # rendered: every column sent (see _prepare_incoming)
+                if inc.rendered is not None or UNCHANGED not in after.values():  # type: ignore[union-attr]
                     # a new row with every value sent: what the rules decide for it in any
                     # policy (conflict.rules._insert with no current row), without the calls
                     current[inc.new_key] = dict(after)  # type: ignore[arg-type]
@@ -383,6 +400,8 @@ class Applier:
         # rendered already (precompute)
         rendered = {id(op): inc.rendered for inc, op in planned
                     if inc.rendered is not None and type(op) is Insert and op.row is inc.after}
+        if rendered and getattr(self.target, "insert_rendered", None) is None:
+            rendered = {}
         self.target.savepoint()
         try:
             self._execute(tt, [op for _, op in planned], rendered)
@@ -426,18 +445,20 @@ class Applier:
         while i < len(ops):
             op = ops[i]
             j = i + 1
-            if isinstance(op, Insert):
+            if rendered and id(op) in rendered:
+                # rendered ahead of time: every column of tt.columns sent, none UNCHANGED
+                while j < len(ops) and id(ops[j]) in rendered:
+                    j += 1
+                self.target.insert_rendered(  # type: ignore[attr-defined]
+                    tt.name, tt.columns, [rendered[id(o)] for o in ops[i:j]])
+            elif isinstance(op, Insert):
                 cols = [c for c in tt.columns if c in op.row and op.row[c] is not UNCHANGED]
                 colset = set(cols)
                 while j < len(ops) and isinstance(ops[j], Insert) and _same_cols(ops[j].row, colset):
                     j += 1
                 get = itemgetter(*cols) if len(cols) > 1 else (lambda r, c=cols[0]: (r[c],))
                 rows = [get(o.row) for o in ops[i:j]]  # type: ignore[union-attr]
-                if rendered and cols == tt.columns:
-                    texts = [rendered.get(id(o)) for o in ops[i:j]]
-                    self.target.insert_rows(tt.name, cols, rows, texts)  # type: ignore[call-arg]
-                else:
-                    self.target.insert_rows(tt.name, cols, rows)
+                self.target.insert_rows(tt.name, cols, rows)
             elif isinstance(op, Update):
                 while j < len(ops) and isinstance(ops[j], Update):
                     j += 1
