@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from bridge import __version__
+from bridge import __version__, collector
 from bridge.config import Config, ConfigError, load_config
 from bridge.logs import configure
 
@@ -108,6 +108,7 @@ def run(config_path: Path, no_setup: bool) -> None:
         daemon = Daemon(cfg)
         if stop.is_set():
             daemon.stop.set()
+        collector.tune()
         code = daemon.run()
     except Fatal as exc:
         click.echo(f"error: {exc}", err=True)
@@ -126,6 +127,7 @@ def demo(seconds: float) -> None:
     """Live demo between throwaway local servers (no config needed)."""
     from bridge.demo import run_demo
 
+    collector.tune()
     sys.exit(run_demo(seconds))
 
 

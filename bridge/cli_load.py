@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from bridge import collector
 from bridge.config import Config, ConfigError, load_config
 from bridge.logs import configure
 from bridge.model import Side
@@ -106,6 +107,7 @@ def backfill(config_path: Path, tables: tuple[str, ...], from_side: str | None,
         requests = register(cfg, planned, chunk_rows=chunk_rows, key_min=key_min,
                             key_max=key_max, restart=restart)
         view = BarView() if tty else LogView()
+        collector.tune()
         with view:
             outcome = see_through(cfg, requests, on_progress=view, stop=stop)
     except BackfillError as exc:
@@ -155,6 +157,7 @@ def verify(config_path: Path, tables: tuple[str, ...], fmt: str, repair: bool,
     from bridge.verify.report import render_json, render_text
     from bridge.verify.run import run_verify
 
+    collector.tune()
     try:
         report = run_verify(cfg, list(tables) or None, repair=repair, range_rows=range_rows,
                             settle=settle)
