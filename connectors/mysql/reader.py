@@ -822,6 +822,10 @@ _STREAM_EVENTS = [
     bl_rows.UpdateRowsEvent,
     bl_rows.DeleteRowsEvent,
     bl_rows.PartialUpdateRowsEvent,
+    # consumed by the library itself (its table map, the checksum setting) and yielded
+    # nothing here: asked for only so that `_unlink` sees them too
+    bl_rows.TableMapEvent,
+    bl_event.FormatDescriptionEvent,
 ]
 _ROW_OPS: list[tuple[type, Op]] = [
     (bl_rows.WriteRowsEvent, Op.INSERT),
@@ -1051,6 +1055,7 @@ class BinlogChangeSource:
         event = self._stream.fetchone()
         if event is None:
             raise SourceUnavailable(f"the MES server ended the binlog stream at {self._framer.position}")
+        _unlink(event)
         return self._dispatch(event, self._framer)
 
     def _dispatch(self, ev: Any, framer: Framer) -> list[Event]:
@@ -1149,6 +1154,17 @@ class BinlogChangeSource:
         if isinstance(exc, _UNDECODABLE):
             return Fatal(f"cannot decode the MES binlog near {where}: {exc!r}")
         return Fatal(f"MES binlog reader failed near {where}: {exc!r}")
+
+
+def _unlink(ev: Any) -> None:
+    """The library's packet wrapper and the event it returns refer to each other (`event.packet`,
+    `wrapper.event`): a reference cycle per binlog event, which only the cyclic collector frees,
+    holding the event's bytes (megabytes under load) until it runs. The wrapper is done with
+    its event once `fetchone` has returned it: its link back goes, and reference counting frees
+    both as soon as the reader lets go of the event."""
+    wrapper = getattr(ev, "packet", None)
+    if wrapper is not None and getattr(wrapper, "event", None) is ev:
+        wrapper.event = None
 
 
 def _rows_body(ev: Any) -> tuple[bytes, int, int] | None:
