@@ -465,6 +465,31 @@ class TestFraming:
             gc.enable()
         assert len(c.txs) == 300 and left < 10, f"{left} packet wrappers wait for the collector"
 
+    def test_table_maps_parsed_once_per_layout_and_again_after_ddl(self, mes_db, collect) -> None:
+        """Transactions of one table share one parsed table map; after an ALTER the rows
+        decode with the new layout (a new body is parsed afresh), before it with the old."""
+        from connectors.mysql import tablemap
+
+        assert tablemap.install()
+        _sql(mes_db, "CREATE TABLE orders (id INT PRIMARY KEY, note VARCHAR(20))")
+        start = _position(mes_db)
+        for i in range(30):
+            _sql(mes_db, "INSERT INTO orders VALUES (%s, %s)", args=(i, f"n{i}"))
+        _sql(mes_db, "ALTER TABLE orders ADD COLUMN qty INT NOT NULL DEFAULT 7 AFTER id")
+        for i in range(30, 60):
+            _sql(mes_db, "INSERT INTO orders VALUES (%s, %s, %s)", args=(i, i * 2, f"n{i}"))
+        layouts = set(tablemap._layouts)
+        before = dict(tablemap.stats)
+        c = collect(_reader(mes_db, start))
+        rows = [r.after for t in c.commits(60) for r in t.rows]
+        assert rows[:30] == [{"id": i, "note": f"n{i}"} for i in range(30)]
+        assert rows[30:] == [{"id": i, "qty": i * 2, "note": f"n{i}"} for i in range(30, 60)]
+        new = [k for k in tablemap._layouts if k not in layouts and b"orders" in k[0]]
+        assert len(new) == 2, f"{len(new)} layouts kept for 2 table layouts"
+        parsed = tablemap.stats["parsed"] - before["parsed"]
+        reused = tablemap.stats["reused"] - before["reused"]
+        assert reused >= 56 and parsed <= 4, (parsed, reused)  # 60 table maps, 2 layouts
+
     def test_starts_at_current_position_without_resume(self, mes_db, collect) -> None:
         """With resume=None, transactions committed before the start are not replayed."""
         _sql(mes_db, "CREATE TABLE orders (id INT PRIMARY KEY)", "INSERT INTO orders VALUES (1)")

@@ -132,7 +132,7 @@ from bridge.model import (
     TxBegin,
     TxCommit,
 )
-from connectors.mysql import introspect
+from connectors.mysql import introspect, tablemap
 from connectors.mysql.rowdecode import (
     ZERO_REASON,
     TableDecoder,
@@ -827,6 +827,7 @@ _STREAM_EVENTS = [
     bl_rows.TableMapEvent,
     bl_event.FormatDescriptionEvent,
 ]
+tablemap.install()  # table-map events parsed once per layout (connectors/mysql/tablemap.py)
 _ROW_OPS: list[tuple[type, Op]] = [
     (bl_rows.WriteRowsEvent, Op.INSERT),
     (bl_rows.UpdateRowsEvent, Op.UPDATE),  # PartialUpdateRowsEvent is a subclass
