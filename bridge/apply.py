@@ -135,7 +135,9 @@ class Applier:
                 if ci is not None:
                     plan[src_col] = (tcol, tm.values[self.source].get(src_col),
                                      None if ci.generated else compile_converter(ci, to_mes), ci)
-            renderer = getattr(self.target, "row_renderer", None)
+            # rows rendered ahead of time need a writer that takes them (insert_rendered)
+            renderer = (getattr(self.target, "row_renderer", None)
+                        if hasattr(self.target, "insert_rendered") else None)
             self._tables[tm.table(self.source)] = TargetTable(
                 tm, info, target_name, key, cols, info.columns, plan,
                 renderer() if renderer is not None else None,
@@ -400,8 +402,6 @@ class Applier:
         # rendered already (precompute)
         rendered = {id(op): inc.rendered for inc, op in planned
                     if inc.rendered is not None and type(op) is Insert and op.row is inc.after}
-        if rendered and getattr(self.target, "insert_rendered", None) is None:
-            rendered = {}
         self.target.savepoint()
         try:
             self._execute(tt, [op for _, op in planned], rendered)

@@ -176,8 +176,9 @@ def test_replica_identity_default_is_reported(bad_problems):
 
 def test_missing_mapped_columns_are_reported(bad_problems, bad_env):
     """A mapped column missing on either side is reported, on that side."""
-    find(bad_problems, "crm public.ghost", "crm_ghost", "does not exist")
-    find(bad_problems, f"mes {bad_env.mes_db}.ghost", "mes_ghost", "does not exist")
+    crm = find(bad_problems, "crm public.ghost", "crm_ghost", "does not exist")
+    mes = find(bad_problems, f"mes {bad_env.mes_db}.ghost", "mes_ghost", "does not exist")
+    assert crm is not mes and crm.fix.strip() and mes.fix.strip()
 
 
 def test_check_command_prints_each_problem_with_its_fix(bad_env, bad_problems):

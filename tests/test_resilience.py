@@ -316,6 +316,7 @@ def test_apply_does_not_wait_for_unrelated_rows(pg_server, mariadb_server, tmp_p
                 env.crm("INSERT INTO items SELECT g, g, 'crm' FROM generate_series(1, 600) g")
                 wait_until(lambda: env.mes("SELECT count(*) FROM items WHERE id <= 600") == [(600,)],
                            timeout=20, what="CRM rows applied beside the held MES row")
+                assert env.mes("SELECT count(*) FROM items WHERE id <= 600") == [(600,)]
         finally:
             app.rollback()
             app.close()

@@ -664,8 +664,8 @@ class TestTimestamp:
 
     def test_wrong_type(self):
         """Text and numbers are not timestamps."""
-        refused("2024-01-01", MY_DATETIME_6, MES)
-        refused(0, PG_TS, CRM)
+        assert refused("2024-01-01", MY_DATETIME_6, MES)
+        assert refused(0, PG_TS, CRM)
 
     @given(st.datetimes(min_value=datetime(1000, 1, 1)), st.integers(min_value=0, max_value=6))
     def test_fsp_exact_or_refused(self, value, fsp):

@@ -89,7 +89,7 @@ def read_rows(conn: Any, result: Any, parse: Parser) -> list[tuple]:
             first = data[0]
             if (first == 0xFE and len(data) < 9) or first == 0xFF:
                 conn._next_seq_id = seq
-                _finish(conn, result, MysqlPacket(data, conn.encoding))
+                _finish(result, MysqlPacket(data, conn.encoding))
                 return rows
             append(parse(data))
     except OSError as exc:
@@ -129,7 +129,7 @@ def _continued(conn: Any, read: Callable[[int], bytes], first: bytes, seq: int) 
     return b"".join(parts), seq
 
 
-def _finish(conn: Any, result: Any, packet: MysqlPacket) -> None:
+def _finish(result: Any, packet: MysqlPacket) -> None:
     """The result's last packet: an error (raised as PyMySQL raises it) or its EOF."""
     result.unbuffered_active = False
     if packet.is_error_packet():

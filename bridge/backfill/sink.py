@@ -201,8 +201,7 @@ class MysqlChunkSink:
                   key_infos: Sequence[ColumnInfo]) -> set[NormKey] | None:
         if not keys:
             return set()
-        db, _, name = table.partition(".")
-        target = f"{quote(db)}.{quote(name)}"
+        target = _mysql_table(table)
         one = placeholders(len(key))
         found: set[NormKey] = set()
         with self.conn.cursor() as cur:

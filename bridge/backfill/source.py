@@ -14,7 +14,7 @@ does not load (intervals, arrays, domains...) as text; on MySQL zero/invalid dat
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import UTC, date, datetime
